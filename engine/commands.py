@@ -1,0 +1,170 @@
+"""`tinct colorize` and `tinct batch`: the headless product."""
+
+import argparse
+import os
+import sys
+
+from . import TinctError
+from .imageio import load_image
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif")
+
+
+def add_common(p):
+    p.add_argument("--reference", metavar="REF",
+                   help="a color photo whose palette Tinct should borrow (same scene or character "
+                        "-> same colors across images)")
+    p.add_argument("--size", type=int, default=256, metavar="N",
+                   help="working resolution: the network sees the photo with its short side at N pixels "
+                        "(rounded to a multiple of 8; default 256). Colors are carried back to full "
+                        "resolution along the photo's edges, so larger N mostly helps small details")
+    p.add_argument("--method", choices=("net", "levin"), default="net",
+                   help="net: the neural network (default); levin: Levin et al. 2004 propagation of your "
+                        "hints, needs no model but needs hints")
+    p.add_argument("--model", metavar="ONNX", help="use another ONNX model instead of the shipped one")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where the network runs (default: the GPU when onnxruntime-gpu finds one)")
+    p.add_argument("--bits", type=int, choices=(8, 16),
+                   help="bits per channel of the output PNG (default: 16 for 16-bit input, else 8)")
+
+
+def register(sub):
+    p = sub.add_parser(
+        "colorize", help="colorize one photo",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Colorize one black-and-white (or faded) photo and write a color PNG the same size.",
+        epilog="""examples:
+  tinct colorize photo.jpg                      -> photo_color.png
+  tinct colorize photo.jpg -o out.png --size 384
+  tinct colorize photo.jpg --hints dots.png     follow painted color dots
+
+hints: a PNG the size of the photo, transparent everywhere except where you paint.
+Each painted pixel says "this spot has this color"; a single pixel is enough.
+""")
+    p.add_argument("input", help="the photo (PNG, JPEG, TIFF, ...; gray or color; 8 or 16 bits)")
+    p.add_argument("-o", "--output", help="where to write the PNG (default: <name>_color.png beside the input)")
+    p.add_argument("--hints", metavar="HINTS.png", help="RGBA hint image the size of the photo")
+    p.add_argument("--engine", action="store_true",
+                   help="send the work to the running engine (`tinct serve`), starting it if needed")
+    add_common(p)
+    p.set_defaults(func=run_colorize)
+
+    b = sub.add_parser(
+        "batch", help="colorize every photo in a folder",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Colorize every image in INPUT_DIR into OUTPUT_DIR/<name>.png, loading the model once.",
+        epilog="""A file with the same name (any extension) in --hints-dir is used as that photo's hints.
+If some files fail, the others are still written, the failures are listed at the end and the
+exit status is 2.""")
+    b.add_argument("input_dir")
+    b.add_argument("output_dir")
+    b.add_argument("--hints-dir", metavar="DIR", help="folder of hint images matched by file name")
+    add_common(b)
+    b.set_defaults(func=run_batch)
+
+
+def default_output(path):
+    stem, _ = os.path.splitext(path)
+    return stem + "_color.png"
+
+
+def load_reference(path):
+    return None if not path else load_image(path, "reference image")
+
+
+def colorize_file(colorizer, in_path, out_path, hints_path=None, reference=None, args=None, progress=None):
+    """Colorize one file; raises TinctError naming the file on bad input. Nothing is written on failure."""
+    photo = load_image(in_path, "image")
+    hints = None
+    if hints_path:
+        hints = load_image(hints_path, "hint image")
+        if hints.ndim != 3 or hints.shape[2] != 4:
+            raise TinctError("%s: hint image needs transparency (RGBA); paint dots on a transparent layer"
+                             % hints_path)
+        if hints.shape[:2] != photo.shape[:2]:
+            raise TinctError("%s: hint image is %dx%d but the photo %s is %dx%d" % (
+                hints_path, hints.shape[1], hints.shape[0], in_path, photo.shape[1], photo.shape[0]))
+        if hints.dtype != photo.dtype and hints.dtype.itemsize != 1:
+            hints = (hints >> 8).astype("uint8")
+    try:
+        result = colorizer.colorize(photo, hints=hints, reference=reference, size=args.size,
+                                    method=args.method, progress=progress)
+    except TinctError as exc:
+        raise TinctError("%s: %s" % (in_path, exc))
+    result.save_png(out_path, bits=args.bits)
+    return result
+
+
+def make_colorizer(args):
+    from .pipeline import Colorizer
+
+    return Colorizer(model_path=args.model, device=args.device)
+
+
+def run_colorize(args):
+    out = args.output or default_output(args.input)
+    if args.engine:
+        from .server.commands import colorize_via_engine
+
+        return colorize_via_engine(args.input, out, args.hints, args.reference, args.size, progress=True)
+    reference = load_reference(args.reference)
+    colorizer = make_colorizer(args)
+    from tqdm import tqdm
+
+    with tqdm(total=100, desc=os.path.basename(args.input), unit="%", leave=False,
+              disable=not sys.stderr.isatty()) as bar:
+        def progress(fraction, message):
+            bar.set_postfix_str(message)
+            bar.n = int(fraction * 100)
+            bar.refresh()
+
+        result = colorize_file(colorizer, args.input, out, args.hints, reference, args, progress)
+    print("%s -> %s (%dx%d, %s on %s)" % (args.input, out, result.width, result.height,
+                                          result.info["method"], result.info["device"]))
+    return 0
+
+
+def find_hints(hints_dir, stem):
+    if not hints_dir:
+        return None
+    for name in sorted(os.listdir(hints_dir)):
+        s, ext = os.path.splitext(name)
+        if s == stem and ext.lower() in IMAGE_EXTS:
+            return os.path.join(hints_dir, name)
+    return None
+
+
+def run_batch(args):
+    if not os.path.isdir(args.input_dir):
+        raise TinctError("%s: not a folder" % args.input_dir)
+    if args.hints_dir and not os.path.isdir(args.hints_dir):
+        raise TinctError("%s: hints folder not found" % args.hints_dir)
+    files = sorted(f for f in os.listdir(args.input_dir)
+                   if os.path.isfile(os.path.join(args.input_dir, f)) and not f.startswith("."))
+    if not files:
+        raise TinctError("%s: no files to colorize" % args.input_dir)
+    os.makedirs(args.output_dir, exist_ok=True)
+    reference = load_reference(args.reference)
+    colorizer = make_colorizer(args)
+    if args.method == "net":
+        colorizer.runtime  # load the model once, up front, so a broken model fails before any photo
+    from tqdm import tqdm
+
+    failures = []
+    done = 0
+    for name in tqdm(files, desc="colorizing", unit="photo"):
+        stem = os.path.splitext(name)[0]
+        try:
+            colorize_file(colorizer, os.path.join(args.input_dir, name),
+                          os.path.join(args.output_dir, stem + ".png"),
+                          find_hints(args.hints_dir, stem), reference, args)
+            done += 1
+        except TinctError as exc:
+            failures.append(str(exc))
+    print("%d of %d photos colorized into %s" % (done, len(files), args.output_dir))
+    if failures:
+        print("%d failed:" % len(failures), file=sys.stderr)
+        for f in failures:
+            print("  " + f, file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,93 @@
+"""Turn user hints into network inputs.
+
+Local hints are painted pixels (an RGBA image the photo's size; alpha > 0 marks a
+hint). They are pooled onto the working grid so that even a 1-pixel dot survives
+the downscale: a cell is a hint if any of its pixels is, and its color is the mean
+of its hint pixels.
+
+Global hints summarize a reference photo's palette (Comicolorization): a 313-bin
+soft ab histogram plus the mean HSV saturation, each with an "on" flag.
+"""
+
+import numpy as np
+
+from .color import rgb_to_lab
+from .gamut import NUM_BINS, soft_encode
+
+GLOBAL_DIM = NUM_BINS + 3  # histogram, histogram-on, saturation, saturation-on
+HIST_SIDE = 64  # the reference is reduced to about this short side first
+
+
+def encode_local_hints(hint_rgba, out_h, out_w):
+    """RGBA hint image (H, W, 4) -> (ab (out_h, out_w, 2) float32, mask (out_h, out_w) float32)."""
+    hint_rgba = np.asarray(hint_rgba)
+    if hint_rgba.ndim != 3 or hint_rgba.shape[2] != 4:
+        raise ValueError("hint image must be RGBA (H, W, 4), got shape %s" % (hint_rgba.shape,))
+    H, W = hint_rgba.shape[:2]
+    ys, xs = np.nonzero(hint_rgba[..., 3] > 0)
+    ab = np.zeros((out_h, out_w, 2), np.float32)
+    mask = np.zeros((out_h, out_w), np.float32)
+    if len(ys) == 0:
+        return ab, mask
+    colors = hint_rgba[ys, xs, :3]
+    if colors.dtype not in (np.uint8, np.uint16):
+        colors = np.clip(colors.astype(np.float32), 0.0, 1.0)
+    hint_ab = rgb_to_lab(colors)[:, 1:]
+    cy = (ys.astype(np.int64) * out_h) // H
+    cx = (xs.astype(np.int64) * out_w) // W
+    cell = cy * out_w + cx
+    counts = np.bincount(cell, minlength=out_h * out_w).astype(np.float32)
+    sums = np.stack([np.bincount(cell, weights=hint_ab[:, k], minlength=out_h * out_w) for k in range(2)], -1)
+    hit = counts > 0
+    flat_ab = ab.reshape(-1, 2)
+    flat_ab[hit] = sums[hit] / counts[hit, None]
+    mask.reshape(-1)[hit] = 1.0
+    return ab, mask
+
+
+def has_hints(hint_rgba):
+    return hint_rgba is not None and bool((np.asarray(hint_rgba)[..., 3] > 0).any())
+
+
+def _reduce(rgb, side):
+    """Box-reduce an RGB array so its short side is about `side` (integer stride)."""
+    h, w = rgb.shape[:2]
+    step = max(1, min(h, w) // side)
+    if step == 1:
+        return rgb
+    hh, ww = (h // step) * step, (w // step) * step
+    r = rgb[:hh, :ww].astype(np.float32).reshape(hh // step, step, ww // step, step, -1).mean((1, 3))
+    scale = 255.0 if rgb.dtype == np.uint8 else (65535.0 if rgb.dtype == np.uint16 else 1.0)
+    return r / scale
+
+
+def ab_histogram(rgb):
+    """313-bin soft ab histogram of an sRGB image, computed at reduced resolution."""
+    small = _reduce(np.asarray(rgb), HIST_SIDE)
+    ab = rgb_to_lab(small)[..., 1:].reshape(-1, 2)
+    return soft_encode(ab).mean(0)
+
+
+def mean_saturation(rgb):
+    """Mean HSV saturation in [0, 1]."""
+    small = _reduce(np.asarray(rgb), HIST_SIDE)
+    if small.dtype != np.float32:
+        small = small.astype(np.float32) / (255.0 if small.dtype == np.uint8 else 65535.0)
+    mx = small.max(-1)
+    mn = small.min(-1)
+    sat = np.where(mx > 1e-6, (mx - mn) / np.maximum(mx, 1e-6), 0.0)
+    return float(sat.mean())
+
+
+def global_hint_vector(reference_rgb=None, use_histogram=True, use_saturation=True):
+    """The network's global-hint input (GLOBAL_DIM,), all-off when there is no reference."""
+    vec = np.zeros(GLOBAL_DIM, np.float32)
+    if reference_rgb is None:
+        return vec
+    if use_histogram:
+        vec[:NUM_BINS] = ab_histogram(reference_rgb)
+        vec[NUM_BINS] = 1.0
+    if use_saturation:
+        vec[NUM_BINS + 1] = mean_saturation(reference_rgb)
+        vec[NUM_BINS + 2] = 1.0
+    return vec

@@ -1,0 +1,1 @@
+"""Network definitions (torch). Inference never imports this: it runs the ONNX export."""

@@ -1,0 +1,1 @@
+"""Training (torch, optional extra `tinct[train]`): data, hint simulation, loop, export."""

@@ -1,0 +1,118 @@
+"""Training samples from the corpus: random scale, crop and flip, then simulated
+user hints as in Zhang et al. 2017 (geometric number of patches of size 1-9 at
+Gaussian positions, revealing the patch's mean ab) and randomly dropped global hints."""
+
+import glob
+import os
+
+import numpy as np
+from PIL import Image
+
+from ..color import rgb_to_lab
+from ..gamut import soft_encode
+from ..hints import GLOBAL_DIM, NUM_BINS, mean_saturation
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def list_images(folder):
+    return sorted(p for p in glob.glob(os.path.join(folder, "*")) if p.lower().endswith(IMAGE_EXTS))
+
+
+def load_corpus(folder, limit=None, min_side=None):
+    """Decode the training photos once into RGB uint8 arrays."""
+    paths = list_images(folder)[:limit] if limit else list_images(folder)
+    if not paths:
+        raise FileNotFoundError("no training images in %s" % folder)
+    images = []
+    for p in paths:
+        with Image.open(p) as im:
+            images.append(np.asarray(im.convert("RGB")))
+    return images
+
+
+class HintSimulator:
+    """Samples local and global hints for one training crop."""
+
+    def __init__(self, rng, p_no_hints=0.3, geometric_p=1.0 / 8, max_points=64, p_hist=0.2, p_sat=0.2):
+        self.rng = rng
+        self.p_no_hints = p_no_hints
+        self.geometric_p = geometric_p
+        self.max_points = max_points
+        self.p_hist = p_hist
+        self.p_sat = p_sat
+
+    def num_points(self):
+        if self.rng.random() < self.p_no_hints:
+            return 0
+        return int(min(self.rng.geometric(self.geometric_p), self.max_points))
+
+    def local(self, ab):
+        """ab (H, W, 2) -> hint ab (H, W, 2) and mask (H, W)."""
+        h, w = ab.shape[:2]
+        hint_ab = np.zeros_like(ab)
+        mask = np.zeros((h, w), np.float32)
+        for _ in range(self.num_points()):
+            size = int(self.rng.integers(1, 10))
+            cy = int(np.clip(self.rng.normal(h / 2, h / 4), 0, h - size))
+            cx = int(np.clip(self.rng.normal(w / 2, w / 4), 0, w - size))
+            patch = ab[cy:cy + size, cx:cx + size]
+            hint_ab[cy:cy + size, cx:cx + size] = patch.reshape(-1, 2).mean(0)
+            mask[cy:cy + size, cx:cx + size] = 1.0
+        return hint_ab, mask
+
+    def global_vector(self, rgb, ab_small):
+        vec = np.zeros(GLOBAL_DIM, np.float32)
+        if self.rng.random() < self.p_hist:
+            vec[:NUM_BINS] = soft_encode(ab_small.reshape(-1, 2)).mean(0)
+            vec[NUM_BINS] = 1.0
+        if self.rng.random() < self.p_sat:
+            vec[NUM_BINS + 1] = mean_saturation(rgb)
+            vec[NUM_BINS + 2] = 1.0
+        return vec
+
+
+class BatchMaker:
+    """Builds numpy training batches (NCHW float32) from decoded photos."""
+
+    def __init__(self, images, crop=128, seed=0, min_scale=0.5):
+        self.images = images
+        self.crop = crop
+        self.min_scale = min_scale
+        self.rng = np.random.default_rng(seed)
+        self.hints = HintSimulator(self.rng)
+
+    def _crop(self, rgb):
+        h, w = rgb.shape[:2]
+        short = min(h, w)
+        lo = max(self.crop, self.min_scale * short)
+        target = self.rng.uniform(lo, max(lo, short))  # photos smaller than the crop are scaled up
+        scale = target / short
+        nh, nw = max(self.crop, int(round(h * scale))), max(self.crop, int(round(w * scale)))
+        if (nh, nw) != (h, w):
+            rgb = np.asarray(Image.fromarray(rgb).resize((nw, nh), Image.BILINEAR, reducing_gap=2.0))
+        y = int(self.rng.integers(0, nh - self.crop + 1))
+        x = int(self.rng.integers(0, nw - self.crop + 1))
+        rgb = rgb[y:y + self.crop, x:x + self.crop]
+        if self.rng.random() < 0.5:
+            rgb = rgb[:, ::-1]
+        return np.ascontiguousarray(rgb)
+
+    def sample(self):
+        rgb = self._crop(self.images[int(self.rng.integers(len(self.images)))])
+        lab = rgb_to_lab(rgb)
+        ab = lab[..., 1:]
+        hint_ab, mask = self.hints.local(ab)
+        c = self.crop // 4
+        ab_small = ab.reshape(c, 4, c, 4, 2).mean((1, 3))
+        return {
+            "l": lab[..., 0][None],
+            "ab": ab.transpose(2, 0, 1),
+            "hint_ab": hint_ab.transpose(2, 0, 1),
+            "hint_mask": mask[None],
+            "global_hints": self.hints.global_vector(rgb, ab_small),
+        }
+
+    def batch(self, size):
+        samples = [self.sample() for _ in range(size)]
+        return {k: np.stack([s[k] for s in samples]).astype(np.float32) for k in samples[0]}

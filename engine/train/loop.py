@@ -1,0 +1,128 @@
+"""The training loop: resumable checkpoints, tqdm progress, CUDA when present.
+
+Loss: Huber regression on ab plus a cross-entropy on the 313-bin distribution
+(soft-encoded targets), trained jointly from the start. The paper trains the
+classification head first and switches to regression; with our CPU budget a
+single joint phase spends every step on the output that PSNR measures while the
+distribution head, needed for color suggestions, still learns alongside.
+"""
+
+import json
+import math
+import os
+import time
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ..gamut import ab_bins
+from ..models.colornet import ColorNet
+from ..models.config import CONFIGS
+from .data import BatchMaker, load_corpus
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def pick_device():
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def soft_targets(ab, bins, sigma=5.0, k=5):
+    """ab (N, 2, h, w) -> soft 313-bin targets (N, 313, h, w) from the k nearest bins."""
+    n, _, h, w = ab.shape
+    flat = ab.permute(0, 2, 3, 1).reshape(-1, 2)
+    d2 = torch.cdist(flat, bins).pow(2)
+    near, idx = d2.topk(k, dim=1, largest=False)
+    wts = torch.softmax(-near / (2 * sigma * sigma), dim=1)
+    out = torch.zeros(flat.shape[0], bins.shape[0], device=ab.device)
+    out.scatter_(1, idx, wts)
+    return out.reshape(n, h, w, -1).permute(0, 3, 1, 2)
+
+
+def compute_loss(model, batch, bins, dist_weight=0.5, huber_delta=5.0):
+    ab_pred, logits = model(batch["l"], batch["hint_ab"], batch["hint_mask"], batch["global_hints"])
+    reg = F.huber_loss(ab_pred, batch["ab"], delta=huber_delta) / huber_delta
+    target = soft_targets(F.avg_pool2d(batch["ab"], 4), bins)
+    ce = -(target * F.log_softmax(logits, dim=1)).sum(1).mean()
+    return reg + dist_weight * ce, {"huber": reg.item(), "ce": ce.item()}
+
+
+def lr_at(step, total, base_lr, warmup=100):
+    if step < warmup:
+        return base_lr * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base_lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=128, lr=5e-4,
+          seed=0, limit=None, checkpoint_every=100, threads=None, log=print, progress=True):
+    """Train (or resume) a ColorNet; returns the path of the last checkpoint."""
+    if threads:
+        torch.set_num_threads(threads)
+    os.makedirs(out_dir, exist_ok=True)
+    device = pick_device()
+    torch.manual_seed(seed)
+    model = ColorNet(CONFIGS[model_name]).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.99))
+    step = 0
+    ckpt_path = os.path.join(out_dir, CHECKPOINT)
+    images = load_corpus(corpus, limit=limit)
+    maker = BatchMaker(images, crop=crop, seed=seed)
+    if os.path.exists(ckpt_path):
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if state["model_name"] != model_name:
+            raise ValueError("checkpoint in %s is a %r model, not %r" % (out_dir, state["model_name"], model_name))
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        step = state["step"]
+        maker.rng.bit_generator.state = state["rng"]
+        log("resumed from step %d (%s)" % (step, ckpt_path))
+    bins = torch.from_numpy(ab_bins()).to(device)
+    model.train()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=steps, initial=step, desc="train %s" % model_name, unit="step")
+    history = []
+    started = time.time()
+    while step < steps:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, steps, lr)
+        batch = {k: torch.from_numpy(v).to(device) for k, v in maker.batch(batch_size).items()}
+        loss, parts = compute_loss(model, batch, bins)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        history.append(parts)
+        if bar:
+            bar.update(1)
+            bar.set_postfix(huber="%.3f" % parts["huber"], ce="%.3f" % parts["ce"])
+        if step % checkpoint_every == 0 or step == steps:
+            save_checkpoint(ckpt_path, model, opt, step, maker, model_name)
+            mean = {k: float(np.mean([h[k] for h in history])) for k in history[0]}
+            with open(os.path.join(out_dir, "log.jsonl"), "a") as f:
+                f.write(json.dumps({"step": step, "elapsed_s": round(time.time() - started, 1),
+                                    "device": str(device), **mean}) + "\n")
+            history = []
+    if bar:
+        bar.close()
+    return ckpt_path
+
+
+def save_checkpoint(path, model, opt, step, maker, model_name):
+    """Write atomically so an interrupted run never leaves a broken checkpoint."""
+    tmp = path + ".tmp"
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                "rng": maker.rng.bit_generator.state, "model_name": model_name,
+                "config": CONFIGS[model_name].to_dict()}, tmp)
+    os.replace(tmp, path)
+
+
+def load_model(ckpt_path, map_location="cpu"):
+    state = torch.load(ckpt_path, map_location=map_location, weights_only=False)
+    model = ColorNet(CONFIGS[state["model_name"]])
+    model.load_state_dict(state["model"])
+    return model.eval(), state
