@@ -208,7 +208,7 @@ def letterbox(image, size=INPUT_SIZE, gray=True):
     scale = size / max(h, w)
     nw, nh = max(1, int(round(w * scale))), max(1, int(round(h * scale)))
     u8 = _to_uint8(a)
-    if u8.ndim == 3 and u8.shape[2] == 1:
+    if u8.ndim == 3 and u8.shape[2] in (1, 2):  # gray, gray + alpha
         u8 = u8[..., 0]
     if u8.ndim == 3:
         u8 = u8[..., :3]
@@ -377,3 +377,76 @@ def boxes_from_masks(masks, height, width, max_instances=MAX_INSTANCES, min_pixe
         boxes = [boxes[k] for k in order]
         used = [used[k] for k in order]
     return np.asarray(boxes, np.float32).reshape(-1, 4), used, messages
+
+
+# ----------------------------------------------------------------------------- instance crops (numpy, no torch)
+
+
+def normalized_boxes(boxes, height, width):
+    """Boxes in photo pixels (K, 4) -> x0, y0, x1, y1 in [0, 1] (the fused network's box input)."""
+    b = np.asarray(boxes, np.float32).reshape(-1, 4)
+    return np.clip(b / np.array([width, height, width, height], np.float32), 0.0, 1.0)
+
+
+def crop_resize(channel, box, size):
+    """One float channel (H, W) -> the box (x0, y0, x1, y1, photo pixels, may be fractional)
+    resized to (size, size) with Pillow's antialiased bilinear filter."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    im = Image.fromarray(np.ascontiguousarray(channel, np.float32), "F")
+    return np.asarray(im.resize((size, size), Image.BILINEAR, box=(x0, y0, x1, y1)), np.float32)
+
+
+def crop_hints(hint_ab, hint_mask, box, size):
+    """Hints inside a box -> that instance's hints on its (size, size) crop.
+
+    hint_ab (H, W, 2), hint_mask (H, W) on the photo's (or working) grid. A crop
+    cell is a hint if any hint pixel falls in it (so a 1-pixel hint survives the
+    resize), and its ab is the mean of those pixels.
+    """
+    x0, y0, x1, y1 = (float(v) for v in box)
+    ab = np.zeros((size, size, 2), np.float32)
+    mask = np.zeros((size, size), np.float32)
+    ys, xs = np.nonzero(np.asarray(hint_mask) > 0)
+    if len(ys) == 0 or x1 <= x0 or y1 <= y0:
+        return ab, mask
+    px, py = xs + 0.5, ys + 0.5  # pixel centers
+    sel = (px >= x0) & (px < x1) & (py >= y0) & (py < y1)
+    if not sel.any():
+        return ab, mask
+    cx = np.clip(((px[sel] - x0) / (x1 - x0) * size).astype(np.int64), 0, size - 1)
+    cy = np.clip(((py[sel] - y0) / (y1 - y0) * size).astype(np.int64), 0, size - 1)
+    cell = cy * size + cx
+    vals = np.asarray(hint_ab)[ys[sel], xs[sel]].astype(np.float64)
+    counts = np.bincount(cell, minlength=size * size)
+    hit = counts > 0
+    for k in range(2):
+        sums = np.bincount(cell, weights=vals[:, k], minlength=size * size)
+        ab[..., k].reshape(-1)[hit] = sums[hit] / counts[hit]
+    mask.reshape(-1)[hit] = 1.0
+    return ab, mask
+
+
+def instance_inputs(l, hint_ab, hint_mask, boxes, size, max_instances=MAX_INSTANCES):
+    """Crops for the fused network with fixed slots (unused slots are zero, with an empty box).
+
+    l (H, W) in 0..100; hint_ab (H, W, 2); hint_mask (H, W); boxes (K, 4) in the
+    same pixels. -> dict of float32 arrays: inst_l (M, 1, S, S), inst_hint_ab
+    (M, 2, S, S), inst_hint_mask (M, 1, S, S), boxes (M, 4) in [0, 1], with
+    M = max_instances; plus "used" = min(K, M).
+    """
+    h, w = np.asarray(l).shape[:2]
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)[:max_instances]
+    out = {
+        "inst_l": np.zeros((max_instances, 1, size, size), np.float32),
+        "inst_hint_ab": np.zeros((max_instances, 2, size, size), np.float32),
+        "inst_hint_mask": np.zeros((max_instances, 1, size, size), np.float32),
+        "boxes": np.zeros((max_instances, 4), np.float32),
+    }
+    for k, box in enumerate(boxes):
+        out["inst_l"][k, 0] = crop_resize(l, box, size)
+        ab, mask = crop_hints(hint_ab, hint_mask, box, size)
+        out["inst_hint_ab"][k] = ab.transpose(2, 0, 1)
+        out["inst_hint_mask"][k, 0] = mask
+    out["boxes"][:len(boxes)] = normalized_boxes(boxes, h, w)
+    out["used"] = len(boxes)
+    return out

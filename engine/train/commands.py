@@ -22,12 +22,19 @@ Uses a CUDA GPU when torch sees one; the same command runs on CPU, only slower."
     t.add_argument("--out", default=os.path.join("runs", "small"), help="run folder for checkpoint and log")
     t.add_argument("--model", default="small", choices=("small", "medium", "full"),
                    help="network size: small runs fast on CPU (default), full is the SIGGRAPH17 width")
-    t.add_argument("--stage", default="full", choices=("full",),
-                   help="training stage (the instance-aware stages come with the instance models)")
+    t.add_argument("--stage", default="full", choices=("full", "instance", "fusion"),
+                   help="instance-aware training runs in three stages (Su et al. 2020): full (whole photos), "
+                        "instance (object crops, starts from the full network), fusion (learns the weight maps "
+                        "that blend the two; both networks frozen)")
+    t.add_argument("--full-checkpoint", help="the full stage's checkpoint.pt (instance and fusion stages)")
+    t.add_argument("--instance-checkpoint", help="the instance stage's checkpoint.pt (fusion stage)")
+    t.add_argument("--inst-size", type=int, help="side of the instance crops (default: --crop)")
+    t.add_argument("--box-cache", help="where the detector's corpus boxes are cached (.npz)")
     t.add_argument("--steps", type=int, default=4000, help="total steps to reach (default %(default)s)")
     t.add_argument("--batch-size", type=int, default=16)
     t.add_argument("--crop", type=int, default=128, help="training crop side in pixels (multiple of 8)")
-    t.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (cosine decay to 10%%)")
+    t.add_argument("--lr", type=float, help="peak learning rate, cosine decay to 10%% (default: 5e-4 for "
+                                           "full and fusion, 2e-4 for instance)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--limit", type=int, help="use only the first N photos (for quick checks)")
     t.add_argument("--threads", type=int, help="CPU threads for torch")
@@ -38,6 +45,7 @@ Uses a CUDA GPU when torch sees one; the same command runs on CPU, only slower."
                        description="Write an ONNX model that `tinct colorize --model` and the engine can run.")
     e.add_argument("checkpoint", help="a checkpoint.pt written by `tinct train`")
     e.add_argument("-o", "--output", default=os.path.join("engine", "weights", "tinct-small.onnx"))
+    e.add_argument("--fused", action="store_true", help="the checkpoint is a fusion-stage (instance-aware) model")
     e.set_defaults(func=run_export)
 
 
@@ -54,11 +62,16 @@ def run_train(args):
         raise TinctError("--crop must be a multiple of 8")
     if not os.path.isdir(args.corpus):
         raise TinctError("%s: training folder not found" % args.corpus)
-    from .loop import train
+    from .instances import run_stage
 
-    path = train(args.corpus, args.out, model_name=args.model, steps=args.steps, batch_size=args.batch_size,
-                 crop=args.crop, lr=args.lr, seed=args.seed, limit=args.limit,
-                 checkpoint_every=args.checkpoint_every, threads=args.threads)
+    try:
+        path = run_stage(args.stage, args.corpus, args.out, full_checkpoint=args.full_checkpoint,
+                         instance_checkpoint=args.instance_checkpoint, model_name=args.model, steps=args.steps,
+                         batch_size=args.batch_size, crop=args.crop, inst_size=args.inst_size, lr=args.lr,
+                         seed=args.seed, limit=args.limit, box_cache=args.box_cache,
+                         checkpoint_every=args.checkpoint_every, threads=args.threads)
+    except FileNotFoundError as exc:
+        raise TinctError(str(exc))
     print("checkpoint: %s" % path)
     return 0
 
@@ -67,8 +80,10 @@ def run_export(args):
     _need_torch()
     if not os.path.exists(args.checkpoint):
         raise TinctError("%s: checkpoint not found" % args.checkpoint)
-    from .export import export_onnx
-
-    out = export_onnx(args.checkpoint, args.output)
+    if args.fused:
+        from .instances import export_fused as export
+    else:
+        from .export import export_onnx as export
+    out = export(args.checkpoint, args.output)
     print("wrote %s (%.1f MB)" % (out, os.path.getsize(out) / 1e6))
     return 0

@@ -1,0 +1,79 @@
+"""Levin, Lischinski and Weiss 2004, "Colorization using Optimization".
+
+Neighbouring pixels with similar lightness should get similar colors: each
+unhinted pixel's ab is the weighted mean of its 3x3 neighbours', weights falling
+off with the lightness difference relative to the local variance; hint pixels are
+fixed. That is one sparse linear system per channel, solved directly (one
+factorization serves both channels). Used as the evaluation baseline and as the
+model-free `--method levin`.
+"""
+
+import numpy as np
+
+from . import TinctError
+
+_MIN_SIGMA2 = 2e-6
+
+
+def _require_scipy():
+    try:
+        import scipy.sparse  # noqa: F401
+        import scipy.sparse.linalg  # noqa: F401
+    except ImportError:
+        raise TinctError("the Levin method needs scipy: pip install 'tinct[levin]'")
+    import scipy.sparse as sp
+    import scipy.sparse.linalg as spla
+
+    return sp, spla
+
+
+def affinity_system(l, hint_mask):
+    """The sparse matrix of Levin's constraints for lightness l (H, W) in 0..100."""
+    sp, _ = _require_scipy()
+    h, w = l.shape
+    y = (l / 100.0).astype(np.float64)
+    pad = np.pad(y, 1, mode="edge")
+    valid_pad = np.pad(np.ones((h, w), bool), 1)
+    offsets = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
+    neigh = np.stack([pad[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy, dx in offsets])
+    valid = np.stack([valid_pad[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy, dx in offsets])
+    # local variance over the window (centre included), only over pixels inside the image
+    window = np.concatenate([neigh, y[None]], 0)
+    wvalid = np.concatenate([valid, np.ones((1, h, w), bool)], 0)
+    count = wvalid.sum(0)
+    mean = (window * wvalid).sum(0) / count
+    var = (((window - mean) ** 2) * wvalid).sum(0) / count
+    sqdiff = np.where(valid, (neigh - y[None]) ** 2, np.inf)
+    sigma2 = np.maximum(0.6 * var, sqdiff.min(0) / np.log(100.0))
+    sigma2 = np.maximum(sigma2, _MIN_SIGMA2)
+    wts = np.where(valid, np.exp(-sqdiff / sigma2[None]), 0.0)
+    wts /= np.maximum(wts.sum(0, keepdims=True), 1e-12)
+    free = ~hint_mask.astype(bool)
+    idx = np.arange(h * w).reshape(h, w)
+    rows, cols, vals = [idx.ravel()], [idx.ravel()], [np.ones(h * w)]
+    for k, (dy, dx) in enumerate(offsets):
+        m = valid[k] & free
+        r = idx[m]
+        c = idx[m] + dy * w + dx
+        rows.append(r)
+        cols.append(c)
+        vals.append(-wts[k][m])
+    return sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(h * w, h * w))
+
+
+def levin_colorize(l, hint_ab, hint_mask):
+    """l (H, W) 0..100, hint_ab (H, W, 2), hint_mask (H, W) -> ab float32 (H, W, 2)."""
+    l = np.asarray(l, np.float32)
+    hint_ab = np.asarray(hint_ab, np.float32)
+    hint_mask = np.asarray(hint_mask).astype(bool)
+    if l.ndim != 2 or hint_ab.shape != l.shape + (2,) or hint_mask.shape != l.shape:
+        raise TinctError("Levin needs L (H, W), hints (H, W, 2) and a mask (H, W); got %s, %s, %s"
+                         % (l.shape, hint_ab.shape, hint_mask.shape))
+    if not hint_mask.any():
+        return np.zeros(l.shape + (2,), np.float32)
+    _, spla = _require_scipy()
+    a = affinity_system(l, hint_mask)
+    rhs = np.where(hint_mask[..., None], hint_ab, 0.0).reshape(-1, 2).astype(np.float64)
+    solve = spla.splu(a, permc_spec="COLAMD")
+    ab = solve.solve(rhs)
+    return ab.reshape(l.shape + (2,)).astype(np.float32)
