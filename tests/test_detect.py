@@ -9,10 +9,9 @@ import pytest
 from PIL import Image
 
 from engine import detect
-from engine.detect import Detector, box_iou, boxes_from_masks, decode_level, letterbox, nms
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VAL = os.path.join(REPO, "..", "shared", "val")
+from engine.detect import (Detector, box_iou, boxes_from_masks, crop_hints, crop_resize, decode_level,
+                           instance_inputs, letterbox, nms)
+from tests.helpers import VAL
 BUS = os.path.join(VAL, "coco_000000002006.jpg")
 # Hand-checked once on a 20-pixel grid drawn over the photo (384 x 288): the bus runs
 # from its rear edge at x 29 to its front at x 357, from its roof at y 48 to its wheels at y 253.
@@ -84,7 +83,7 @@ def test_flat_gray_has_no_objects(detector):
 
 
 def test_tiny_and_huge_aspect_inputs_do_not_crash(detector):
-    for shape in ((16, 16), (16, 2000), (3, 3, 3)):
+    for shape in ((16, 16), (16, 2000), (3, 3, 3), (20, 30, 2), (20, 30, 4)):
         det = detector.detect(np.random.default_rng(0).integers(0, 255, shape, dtype=np.uint8))
         assert det.boxes.shape[1] == 4
 
@@ -188,3 +187,32 @@ def test_too_many_masks_keep_the_largest():
         boxes, used, msgs = boxes_from_masks(masks, h, w, max_instances=8)
     assert used == list(range(2, 10)) and len(boxes) == 8
     assert "2 dropped" in msgs[-1]
+
+
+# ----------------------------------------------------------------------------- instance crops
+
+
+def test_one_pixel_hint_inside_a_box_reaches_the_crop():
+    h, w = 300, 400
+    hint_ab = np.zeros((h, w, 2), np.float32)
+    mask = np.zeros((h, w), np.float32)
+    hint_ab[150, 250] = (40, -30)
+    mask[150, 250] = 1
+    hint_ab[10, 10] = (5, 5)  # outside the box
+    mask[10, 10] = 1
+    ab, m = crop_hints(hint_ab, mask, (200, 100, 360, 260), 32)  # a 160-pixel box onto 32 cells
+    assert m.sum() == 1
+    cy, cx = np.argwhere(m)[0]
+    assert (cy, cx) == (int((150.5 - 100) / 160 * 32), int((250.5 - 200) / 160 * 32))
+    np.testing.assert_allclose(ab[cy, cx], (40, -30))
+
+
+def test_crop_resize_and_fixed_slots():
+    l = np.tile(np.linspace(0, 100, 200, dtype=np.float32), (100, 1))  # L grows left to right
+    c = crop_resize(l, (100, 0, 200, 100), 16)
+    assert c.shape == (16, 16) and c.min() > 49 and c.max() <= 100
+    d = instance_inputs(l, np.zeros((100, 200, 2), np.float32), np.zeros((100, 200), np.float32),
+                        [(0, 0, 100, 50), (100, 50, 200, 100)], 16)
+    assert d["used"] == 2 and d["inst_l"].shape == (8, 1, 16, 16) and d["boxes"].shape == (8, 4)
+    np.testing.assert_allclose(d["boxes"][:2], [[0, 0, 0.5, 0.5], [0.5, 0.5, 1, 1]])
+    assert (d["boxes"][2:] == 0).all() and (d["inst_l"][2:] == 0).all()
