@@ -64,6 +64,7 @@ _MEAN_BGR = np.array([103.53, 116.28, 123.675], np.float32)[:, None, None]
 _STD_BGR = np.array([57.375, 57.12, 58.395], np.float32)[:, None, None]
 
 MAX_INSTANCES = 8
+MIN_BOX_FRAC = 0.08  # objects whose short side is below this share of the photo's are left to the full network
 SCORE_THRESHOLD = 0.35
 IOU_THRESHOLD = 0.5
 PRE_NMS_TOP_K = 1000

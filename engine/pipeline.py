@@ -121,11 +121,17 @@ class ColorResult:
 class Colorizer:
     """Loads the model once; colorizes any number of photos."""
 
-    def __init__(self, model_path=None, device="auto", threads=None):
+    def __init__(self, model_path=None, device="auto", threads=None, fused_model_path=None):
+        from .instance_aware import default_fused_path
+
         self.model_path = model_path
         self.device_request = device
         self.threads = threads
         self._runtime = None
+        # the instance-aware model (full + instance networks + fusion), when installed or given
+        self.fused_model_path = fused_model_path or default_fused_path(model_path)
+        self._fused = None
+        self._detector = None
 
     @property
     def runtime(self):
@@ -139,7 +145,26 @@ class Colorizer:
     def device(self):
         return self.runtime.device
 
-    def colorize(self, photo, hints=None, reference=None, size=256, method="net", progress=None):
+    @property
+    def fused(self):
+        """The fused ONNX model, or None when none is installed (instances then fall back to `none`)."""
+        if self._fused is None and self.fused_model_path:
+            from .instance_aware import FusedModel
+
+            self._fused = FusedModel(self.fused_model_path, self.device_request, self.threads)
+        return self._fused
+
+    @property
+    def detector(self):
+        if self._detector is None:
+            from .detect import Detector
+
+            self._detector = Detector(device=self.device_request, threads=self.threads)
+        return self._detector
+
+    def colorize(self, photo, hints=None, reference=None, size=256, method="net", progress=None, instances=None):
+        """instances: "auto" (detected objects; the default when the fused model is installed),
+        "none" (the full network alone), or a list of masks, each (H, W) or (mask, offset_x, offset_y)."""
         report = progress or (lambda fraction, message: None)
         if method not in METHODS:
             raise TinctError("unknown method %r; choose one of %s" % (method, ", ".join(METHODS)))
@@ -169,8 +194,15 @@ class Colorizer:
         report(0.2, "Colorizing")
         t1 = time.time()
         if method == "net":
-            ab_low = self._run_net(l_low, hint_ab, hint_mask, global_hint_vector(reference))
-            info["device"] = self.device
+            plan = self._plan_instances(instances, photo)
+            info["instances"] = plan.info()
+            if plan.used:
+                inst = self.fused.inputs(photo, plan.boxes, hint_ab, hint_mask, h, w)
+                ab_low = self.fused.run(l_low, hint_ab, hint_mask, global_hint_vector(reference), inst)
+                info["device"] = self.fused.device
+            else:
+                ab_low = self._run_net(l_low, hint_ab, hint_mask, global_hint_vector(reference))
+                info["device"] = self.device
         else:
             from .levin import levin_colorize
 
@@ -185,6 +217,28 @@ class Colorizer:
         result = ColorResult(photo, coef_a, coef_b, info)
         report(1.0, "Done")
         return result
+
+    def _plan_instances(self, instances, photo):
+        """Which objects get the instance network; the plan says "full" when none do, and why."""
+        from .instance_aware import InstancePlan, check_instances_arg, plan_auto, plan_masks, warn_fallback
+
+        instances = check_instances_arg(instances)
+        if instances is None:
+            instances = "auto" if self.fused_model_path else "none"
+        if instances == "none":
+            return InstancePlan("none")
+        mode = "auto" if instances == "auto" else "masks"
+        fused = self.fused
+        if fused is None:
+            return InstancePlan(mode, messages=[warn_fallback(
+                "no instance-aware model installed; the full network colorized the photo alone")])
+        if mode == "auto":
+            plan = plan_auto(photo, self.detector, fused.max_instances)
+        else:
+            plan = plan_masks(instances, photo.shape[0], photo.shape[1], fused.max_instances)
+        if plan.used:
+            plan.model = "fused"
+        return plan
 
     def _reduce_l(self, photo, h, w):
         H, W = photo.shape[:2]

@@ -13,8 +13,8 @@ torch = pytest.importorskip("torch")
 from engine.hints import GLOBAL_DIM  # noqa: E402
 from engine.models.colornet import ColorNet  # noqa: E402
 from engine.models.config import CONFIGS  # noqa: E402
-from engine.models.fusion import (FUSED_INPUTS, FusionLayer, InstanceFusionNet, box_grid,  # noqa: E402
-                                  export_fused_onnx, run_colornet)
+from engine.models.fusion import (DEFAULT_LAYERS, FUSED_INPUTS, FUSED_LAYERS, FusionLayer,  # noqa: E402
+                                  InstanceFusionNet, box_grid, export_fused_onnx, run_colornet)
 from tests.helpers import CORPUS  # noqa: E402
 
 # two corpus photos (never val) with clear detector boxes: a giraffe; a person under an umbrella
@@ -89,6 +89,12 @@ def test_instance_features_are_placed_in_their_box_and_zero_padded():
     assert ((out[expected == 1] > 0) & (out[expected == 1] < 1)).all()  # inside: a softmax mix of 0 and 1
 
 
+def test_default_fuses_all_but_the_full_resolution_layers(net):
+    assert InstanceFusionNet.from_full(net).layers == DEFAULT_LAYERS == tuple("conv%d" % i for i in range(2, 10))
+    with pytest.raises(ValueError, match="unknown fused layers"):
+        InstanceFusionNet(layers=("conv11",))
+
+
 def test_fusion_modules_get_gradients(net):
     m = InstanceFusionNet.from_full(net)
     full, (il, iab, im, boxes) = _inputs()
@@ -103,7 +109,7 @@ def test_fusion_modules_get_gradients(net):
 @pytest.mark.slow
 def test_onnx_export_with_eight_slots_matches_torch(net, tmp_path):
     ort = pytest.importorskip("onnxruntime")
-    m = InstanceFusionNet.from_full(net).eval()
+    m = InstanceFusionNet.from_full(net, layers=FUSED_LAYERS).eval()  # the paper's choice: every layer fused
     with torch.no_grad():  # make the fusion weights matter
         for p in m.fusion.parameters():
             p.add_(torch.randn_like(p) * 0.1)
@@ -180,9 +186,14 @@ def test_three_stages_two_steps_each(two_photos, tmp_path):
 
     boxes = I.cache_boxes(two_photos, cache, detector=NoDetector(), **quiet)
     assert all(len(b) >= 1 for b, _ in boxes.values())
-    # the instance net started from the full one; the fusion stage left both networks untouched
+    # the instance net started from the full one (two small Adam steps away from it, while a fresh
+    # network is nowhere near); the fusion stage left both networks untouched
     full_state = torch.load(full, weights_only=False)["model"]
     inst_state = torch.load(inst, weights_only=False)
+    fresh = ColorNet(CONFIGS["small"]).state_dict()
+    for k in ("conv1.0.weight", "conv5.0.weight", "ab_head.weight"):
+        assert (inst_state["model"][k] - full_state[k]).abs().max() < 0.01
+        assert (fresh[k] - full_state[k]).abs().max() > 0.05
     fused_state = torch.load(fused, weights_only=False)
     assert inst_state["stage"] == "instance" and inst_state["step"] == 2
     assert fused_state["stage"] == "fusion" and fused_state["step"] == 2
@@ -198,11 +209,12 @@ def test_three_stages_two_steps_each(two_photos, tmp_path):
     pytest.importorskip("onnx")
     out = I.export_fused(fused, str(tmp_path / "fused.onnx"))
     model, state = I.load_fused(fused)
-    assert state["layers"] == ["conv%d" % i for i in range(1, 11)] and model.layers == tuple(state["layers"])
+    assert state["layers"] == ["conv%d" % i for i in range(2, 10)] and model.layers == tuple(state["layers"])
     import onnx
 
     meta = {p.key: p.value for p in onnx.load(out).metadata_props}
-    assert meta["max_instances"] == "8" and meta["stage"] == "fusion"
+    assert meta["max_instances"] == "8" and meta["stage"] == "fusion" and meta["dynamic_instances"] == "true"
+    assert meta["full_train_step"] == "2" and meta["instance_train_step"] == "2"
 
 
 def test_fusion_batches_carry_boxes_and_instance_hints(two_photos, tmp_path):

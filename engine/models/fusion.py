@@ -4,8 +4,7 @@ Two networks of the same layout (engine/models/colornet.py):
   * the full-image network colorizes the whole photo;
   * the instance network colorizes each detected object, cropped and resized to
     a square of the working resolution; it starts from the full network's weights.
-At each fused layer (by default the outputs of all blocks conv1 .. conv10; `layers`
-picks a subset, e.g. to skip the costly full-resolution conv1 and conv10) a fusion module
+At each fused layer (a block output; by default conv2 .. conv9, see DEFAULT_LAYERS) a fusion module
 mixes the two: small conv nets (3 convs) predict a weight map for the full-image
 features and one for each instance's features; the instance features and their
 weight maps are resized into the instance's box at that layer's scale and
@@ -28,10 +27,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..instance_aware import FUSED_INPUTS, FUSED_OUTPUTS
 from .colornet import AB_SCALE, ColorNet
 from .config import CONFIGS
 
 FUSED_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "conv6", "conv7", "conv8", "conv9", "conv10")
+# The paper fuses every layer. Tinct skips the two full-resolution ones (conv1, conv10) by
+# default: there K instance maps are placed, weighted and summed at every working-grid pixel,
+# which made 8 instances cost 2.1x the full pipeline at 1 MP on a 2-core CPU instead of 1.6x
+# (bench/bench_instances.py). Instance information still reaches conv10 through conv9.
+DEFAULT_LAYERS = FUSED_LAYERS[1:-1]
 MAX_INSTANCES = 8
 NEG = -1.0e4  # logit of an instance outside its box (softmax weight ~ 0, finite so no NaN)
 
@@ -138,9 +143,9 @@ def box_grid(boxes, h, w):
 
 
 class InstanceFusionNet(nn.Module):
-    """Full-image ColorNet + instance ColorNet + fusion modules at conv1 .. conv10."""
+    """Full-image ColorNet + instance ColorNet + fusion modules at `layers` (of FUSED_LAYERS)."""
 
-    def __init__(self, config=CONFIGS["small"], hidden=16, layers=FUSED_LAYERS):
+    def __init__(self, config=CONFIGS["small"], hidden=16, layers=DEFAULT_LAYERS):
         super().__init__()
         unknown = [name for name in layers if name not in FUSED_LAYERS]
         if unknown:
@@ -153,7 +158,7 @@ class InstanceFusionNet(nn.Module):
         self.fusion = nn.ModuleDict({name: FusionLayer(chans[name], hidden) for name in self.layers})
 
     @classmethod
-    def from_full(cls, full_net, instance_net=None, hidden=16, layers=FUSED_LAYERS):
+    def from_full(cls, full_net, instance_net=None, hidden=16, layers=DEFAULT_LAYERS):
         """Both networks start from a trained full-image ColorNet (or the given instance net)."""
         model = cls(full_net.config, hidden, layers)
         model.full.load_state_dict(full_net.state_dict())
@@ -209,8 +214,6 @@ class FusedExport(nn.Module):
                           inst_hint_mask[None], boxes[None])
 
 
-FUSED_INPUTS = ("l", "hint_ab", "hint_mask", "global_hints", "inst_l", "inst_hint_ab", "inst_hint_mask", "boxes")
-FUSED_OUTPUTS = ("ab", "dist_logits")
 
 
 def export_fused_onnx(model, out_path, max_instances=MAX_INSTANCES, inst_size=64, size=(64, 96), opset=17,

@@ -17,6 +17,8 @@ def register(sub):
         epilog="""The shipped weights came from:
   tinct train --corpus ../shared/corpus --out runs/small --model small --steps 4000
   tinct export runs/small/checkpoint.pt -o engine/weights/tinct-small.onnx
+Instance-aware stages (instance, then fusion) start from that checkpoint; the exact commands
+and the evaluation that decides whether to ship are in engine/weights/MODEL_CARD_INSTANCES.md.
 Uses a CUDA GPU when torch sees one; the same command runs on CPU, only slower.""")
     t.add_argument("--corpus", default=DEFAULT_CORPUS, help="folder of color training photos (default %(default)s)")
     t.add_argument("--out", default=os.path.join("runs", "small"), help="run folder for checkpoint and log")
@@ -30,6 +32,9 @@ Uses a CUDA GPU when torch sees one; the same command runs on CPU, only slower."
     t.add_argument("--instance-checkpoint", help="the instance stage's checkpoint.pt (fusion stage)")
     t.add_argument("--inst-size", type=int, help="side of the instance crops (default: --crop)")
     t.add_argument("--box-cache", help="where the detector's corpus boxes are cached (.npz)")
+    t.add_argument("--fuse-layers", metavar="conv2,...",
+                   help="fusion stage: the blocks whose outputs are fused (default conv2..conv9; the paper "
+                        "fuses every layer, conv1..conv10, which costs more on CPU)")
     t.add_argument("--steps", type=int, default=4000, help="total steps to reach (default %(default)s)")
     t.add_argument("--batch-size", type=int, default=16)
     t.add_argument("--crop", type=int, default=128, help="training crop side in pixels (multiple of 8)")
@@ -69,11 +74,19 @@ def run_train(args):
                          instance_checkpoint=args.instance_checkpoint, model_name=args.model, steps=args.steps,
                          batch_size=args.batch_size, crop=args.crop, inst_size=args.inst_size, lr=args.lr,
                          seed=args.seed, limit=args.limit, box_cache=args.box_cache,
-                         checkpoint_every=args.checkpoint_every, threads=args.threads)
-    except FileNotFoundError as exc:
+                         checkpoint_every=args.checkpoint_every, threads=args.threads,
+                         **fuse_layers_arg(args.fuse_layers))
+    except (FileNotFoundError, ValueError) as exc:
         raise TinctError(str(exc))
     print("checkpoint: %s" % path)
     return 0
+
+
+def fuse_layers_arg(text):
+    """--fuse-layers conv2,conv3 -> {"layers": (...)}; nothing when not given (the stage's default)."""
+    if not text:
+        return {}
+    return {"layers": tuple(name.strip() for name in text.split(",") if name.strip())}
 
 
 def run_export(args):

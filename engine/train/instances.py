@@ -32,16 +32,15 @@ from PIL import Image
 from torch.nn import functional as F
 
 from ..color import rgb_to_lab
-from ..detect import MAX_INSTANCES, crop_hints
+from ..detect import MAX_INSTANCES, MIN_BOX_FRAC, crop_hints
 from ..gamut import ab_bins
 from ..models.colornet import ColorNet
 from ..models.config import CONFIGS
-from ..models.fusion import FUSED_LAYERS, InstanceFusionNet, export_fused_onnx
+from ..models.fusion import DEFAULT_LAYERS, FUSED_LAYERS, InstanceFusionNet, export_fused_onnx
 from .data import HintSimulator, list_images
 from .loop import CHECKPOINT, compute_loss, load_model, lr_at, pick_device, soft_targets
 
 STAGES = ("full", "instance", "fusion")
-MIN_BOX_FRAC = 0.08  # boxes whose short side is below this share of the photo's short side are ignored
 
 
 # ----------------------------------------------------------------------------- box cache
@@ -303,8 +302,12 @@ def load_fused(ckpt_path, map_location="cpu"):
     return model.eval(), state
 
 
-def export_fused(ckpt_path, out_path, max_instances=MAX_INSTANCES, opset=17, dynamic_instances=False):
-    """Fusion checkpoint -> ONNX with `max_instances` fixed slots (see engine.models.fusion.FusedExport)."""
+def export_fused(ckpt_path, out_path, max_instances=MAX_INSTANCES, opset=17, dynamic_instances=True):
+    """Fusion checkpoint -> ONNX for the pipeline (engine/instance_aware.py).
+
+    dynamic_instances (default): the slot count is dynamic, so the pipeline passes only the
+    instances it uses (at most `max_instances`, recorded in the metadata) and pays nothing
+    for padding; False gives `max_instances` fixed slots (see engine.models.fusion.FusedExport)."""
     from .. import __version__
 
     model, state = load_fused(ckpt_path)
@@ -312,7 +315,9 @@ def export_fused(ckpt_path, out_path, max_instances=MAX_INSTANCES, opset=17, dyn
             "train_step": str(state["step"]), "stage": "fusion", "max_instances": str(max_instances),
             "inst_size": str(state.get("inst_size", 128)), "size_multiple": "8",
             "boxes": "x0,y0,x1,y1 in [0,1]; unused slots all zero", "fused_layers": ",".join(model.layers),
-            "dynamic_instances": str(bool(dynamic_instances)).lower()}
+            "dynamic_instances": str(bool(dynamic_instances)).lower(),
+            # the full branch must be the shipped full model: export both from the same full checkpoint
+            "full_train_step": str(state.get("full_step", "")), "instance_train_step": str(state.get("instance_step", ""))}
     return export_fused_onnx(model, out_path, max_instances=max_instances, opset=opset, metadata=meta,
                              dynamic_instances=dynamic_instances)
 
@@ -400,9 +405,9 @@ def train_instance(corpus, out_dir, full_checkpoint, steps=2000, batch_size=16, 
 
 def train_fusion(corpus, out_dir, full_checkpoint, instance_checkpoint, steps=2000, batch_size=8, crop=128,
                  inst_size=128, lr=5e-4, seed=0, limit=None, box_cache=None, checkpoint_every=100, threads=None,
-                 max_instances=MAX_INSTANCES, layers=FUSED_LAYERS, log=print, progress=True):
+                 max_instances=MAX_INSTANCES, layers=DEFAULT_LAYERS, log=print, progress=True):
     """Stage 3: both networks frozen, the fusion modules learn on photos with their boxes.
-    `layers`: which block outputs are fused (default all of conv1 .. conv10)."""
+    `layers`: which block outputs are fused (default conv2 .. conv9, see engine.models.fusion)."""
     if threads:
         torch.set_num_threads(threads)
     os.makedirs(out_dir, exist_ok=True)
@@ -431,14 +436,15 @@ def train_fusion(corpus, out_dir, full_checkpoint, instance_checkpoint, steps=20
     log("fusion stage: %d photos, %d with usable boxes" % (len(items), len(maker.with_boxes)))
     extra = {"model_name": model_name, "config": CONFIGS[model_name].to_dict(), "inst_size": inst_size,
              "full_checkpoint": os.path.abspath(full_checkpoint), "layers": list(model.layers),
-             "instance_checkpoint": os.path.abspath(instance_checkpoint)}
+             "instance_checkpoint": os.path.abspath(instance_checkpoint), "full_step": full_state["step"],
+             "instance_step": inst_state["step"]}
     return _loop("fusion", model, list(model.fusion_parameters()), maker, fused_loss, out_dir, steps, batch_size, lr,
                  extra, resume, log, progress, checkpoint_every, device)
 
 
 def run_stage(stage, corpus, out_dir, full_checkpoint=None, instance_checkpoint=None, model_name="small",
               steps=2000, batch_size=16, crop=128, inst_size=None, lr=None, seed=0, limit=None, box_cache=None,
-              checkpoint_every=100, threads=None, layers=FUSED_LAYERS, log=print, progress=True):
+              checkpoint_every=100, threads=None, layers=DEFAULT_LAYERS, log=print, progress=True):
     """`tinct train --stage full|instance|fusion`. Returns the checkpoint path.
 
     full:     the core loop (engine.train.loop.train); `full_checkpoint` is ignored.
