@@ -3,6 +3,7 @@
 import argparse
 import os
 import sys
+import warnings
 
 from . import TinctError
 from .imageio import load_image
@@ -26,6 +27,12 @@ def add_common(p):
                    help="where the network runs (default: the GPU when onnxruntime-gpu finds one)")
     p.add_argument("--bits", type=int, choices=(8, 16),
                    help="bits per channel of the output PNG (default: 16 for 16-bit input, else 8)")
+    p.add_argument("--instances", nargs="+", metavar="auto|none|MASK.png",
+                   help="instance-aware colorization: auto (the default when the instance-aware model is "
+                        "installed) finds people and objects and colorizes each on its own too; none uses "
+                        "the whole-photo network alone; or give mask images the photo's size (white or "
+                        "opaque = the object), one per object, e.g. saved GIMP selections")
+    p.add_argument("--fused-model", metavar="ONNX", help="use another instance-aware (fused) ONNX model")
 
 
 def register(sub):
@@ -88,17 +95,54 @@ def colorize_file(colorizer, in_path, out_path, hints_path=None, reference=None,
             hints = (hints >> 8).astype("uint8")
     try:
         result = colorizer.colorize(photo, hints=hints, reference=reference, size=args.size,
-                                    method=args.method, progress=progress)
+                                    method=args.method, progress=progress, instances=instances_arg(args))
     except TinctError as exc:
         raise TinctError("%s: %s" % (in_path, exc))
     result.save_png(out_path, bits=args.bits)
     return result
 
 
+def load_masks(paths):
+    """Instance mask files -> boolean masks (inside = at least half white, or half opaque)."""
+    masks = []
+    for path in paths:
+        m = load_image(path, "instance mask")
+        if m.ndim == 3:
+            m = m[..., 3] if m.shape[2] == 4 else m[..., :3].max(-1)
+        masks.append(m >= (32768 if m.dtype.itemsize == 2 else 128))
+    return masks
+
+
+def parse_instances(values):
+    """--instances: None, "auto", "none" or a list of mask files, checked before any photo is read."""
+    if not values:
+        return None
+    if len(values) == 1 and values[0] in ("auto", "none"):
+        return values[0]
+    if any(v in ("auto", "none") for v in values):
+        raise TinctError("--instances takes auto, none, or mask files, not a mix")
+    return load_masks(values)
+
+
+def instances_arg(args):
+    return getattr(args, "instances_value", None)
+
+
+def summarize_instances(info):
+    """One phrase for the CLI line: which network colorized the photo, with how many objects."""
+    inst = info.get("instances")
+    if not inst or inst["mode"] == "none":
+        return ""
+    if inst["model"] == "fused":
+        return ", %d instance%s" % (inst["used"], "" if inst["used"] == 1 else "s")
+    return ", no instances"
+
+
 def make_colorizer(args):
     from .pipeline import Colorizer
 
-    return Colorizer(model_path=args.model, device=args.device)
+    args.instances_value = parse_instances(getattr(args, "instances", None))
+    return Colorizer(model_path=args.model, device=args.device, fused_model_path=getattr(args, "fused_model", None))
 
 
 def run_colorize(args):
@@ -118,9 +162,14 @@ def run_colorize(args):
             bar.n = int(fraction * 100)
             bar.refresh()
 
-        result = colorize_file(colorizer, args.input, out, args.hints, reference, args, progress)
-    print("%s -> %s (%dx%d, %s on %s)" % (args.input, out, result.width, result.height,
-                                          result.info["method"], result.info["device"]))
+        with warnings.catch_warnings():  # instance messages are printed below, once
+            warnings.simplefilter("ignore", UserWarning)
+            result = colorize_file(colorizer, args.input, out, args.hints, reference, args, progress)
+    print("%s -> %s (%dx%d, %s on %s%s)" % (args.input, out, result.width, result.height,
+                                            result.info["method"], result.info["device"],
+                                            summarize_instances(result.info)))
+    for message in result.info.get("instances", {}).get("messages", []):
+        print("  " + message)
     return 0
 
 
@@ -148,20 +197,26 @@ def run_batch(args):
     colorizer = make_colorizer(args)
     if args.method == "net":
         colorizer.runtime  # load the model once, up front, so a broken model fails before any photo
+        colorizer.fused  # the same for the instance-aware model, when there is one
     from tqdm import tqdm
 
     failures = []
     done = 0
+    with_instances = 0
     for name in tqdm(files, desc="colorizing", unit="photo"):
         stem = os.path.splitext(name)[0]
         try:
-            colorize_file(colorizer, os.path.join(args.input_dir, name),
-                          os.path.join(args.output_dir, stem + ".png"),
-                          find_hints(args.hints_dir, stem), reference, args)
+            result = colorize_file(colorizer, os.path.join(args.input_dir, name),
+                                   os.path.join(args.output_dir, stem + ".png"),
+                                   find_hints(args.hints_dir, stem), reference, args)
             done += 1
+            with_instances += result.info.get("instances", {}).get("model") == "fused"
         except TinctError as exc:
             failures.append(str(exc))
     print("%d of %d photos colorized into %s" % (done, len(files), args.output_dir))
+    if colorizer.fused_model_path and instances_arg(args) != "none" and args.method == "net":
+        print("%d of them with instances (objects colorized on their own too), %d by the whole-photo network "
+              "alone" % (with_instances, done - with_instances))
     if failures:
         print("%d failed:" % len(failures), file=sys.stderr)
         for f in failures:
