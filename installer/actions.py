@@ -155,6 +155,7 @@ def install(options, progress=_quiet):
         return report
 
     host_existed = os.path.isfile(host_config)
+    host_before = _read_bytes(host_config) if host_existed else None
     if host_existed and engine_check.address_of(host_config, options.env) not in (None, endpoint.address()):
         # an engine at the old address would hold the one-engine-per-user lock: the new one could not start
         progress(0.08, "Stopping the engine at its old address")
@@ -181,9 +182,8 @@ def install(options, progress=_quiet):
 
     installed = [r for r in report.results if r.status in ("installed", "upgraded", "reinstalled")]
     if not installed and not record.profiles:
-        if not host_existed:  # nothing took Tinct: leave no engine settings behind either
-            os.remove(host_config)
-            remove_empty_dirs(record.dirs)
+        # nothing took Tinct: leave the engine settings as they were
+        _restore(host_config, host_before, record.dirs)
         report.configs = []
         return report
     try:
@@ -206,9 +206,7 @@ def _install_one(profile, files, endpoint, options, record, report):
     created = []
     try:
         if sandbox_config:
-            if os.path.isfile(sandbox_config):
-                with open(sandbox_config, "rb") as fh:
-                    config_backup = fh.read()
+            config_backup = _read_bytes(sandbox_config)
             created = write_json(sandbox_config, config_for(options.engine_python, endpoint, profile.packaging))
         placed = placement.install(profile, TINCT_VERSION, files,
                                    extra_manifest={"engine_config": sandbox_config})
@@ -229,6 +227,14 @@ def _install_one(profile, files, endpoint, options, record, report):
     else:
         message = "installed Tinct %s in %s" % (TINCT_VERSION, placed.folder)
     return ProfileResult(profile, placed.action, message, placed.folder)
+
+
+def _read_bytes(path):
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError:
+        return None
 
 
 def _restore(path, backup, created):

@@ -72,8 +72,13 @@ def device_info(python):
                      timeout=120)
     providers = out.strip().split(",") if code == 0 else []
     gpu_name = _nvidia_gpu()
+    if code != 0:
+        return "unknown", "unknown: the engine's Python cannot load onnxruntime (%s)" % (
+            (out.strip().splitlines() or ["no output"])[-1])
+    if "CUDAExecutionProvider" in providers and gpu_name:
+        return "gpu", "GPU (CUDA: %s)" % gpu_name
     if "CUDAExecutionProvider" in providers:
-        return "gpu", "GPU (CUDA%s)" % (": " + gpu_name if gpu_name else "")
+        return "cpu", "CPU (onnxruntime has CUDA support, but nvidia-smi finds no NVIDIA GPU)"
     if gpu_name:
         return "cpu", ("CPU. This machine has %s, but the engine's onnxruntime has no CUDA support: "
                        "%s -m pip install 'tinct[gpu]'" % (gpu_name, python))

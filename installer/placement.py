@@ -153,7 +153,7 @@ def install(profile, version, files, extra_manifest=None):
             _rmdir_quietly(plugins)
         raise PlacementError(_plain_os_error(exc))
     if old:
-        shutil.rmtree(old, ignore_errors=True)
+        _rmtree(old)
     for path in leftovers:
         _remove_path(path)
     if previous is None:
@@ -225,10 +225,22 @@ def _fresh_name(parent, prefix):
         n += 1
 
 
+def _rmtree(path):
+    """Remove a folder tree, also where a read-only sub-folder would stop shutil.rmtree."""
+    def make_writable_and_retry(func, failed, exc_info):
+        try:
+            os.chmod(os.path.dirname(failed), 0o700)
+            func(failed)
+        except OSError:
+            pass
+
+    shutil.rmtree(path, onerror=make_writable_and_retry)
+
+
 def _remove_path(path):
     try:
         if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
+            _rmtree(path)
         else:
             os.remove(path)
     except OSError:

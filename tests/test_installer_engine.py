@@ -130,3 +130,49 @@ def _alive(pid):
             return fh.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_adding_a_flatpak_gimp_later_moves_the_running_engine(machine):
+    """The first install (native GIMP only) starts the engine on the native socket; installing into a
+    Flatpak GIMP later moves the socket where the sandbox sees it, so the old engine must stop and a
+    new one answer at the new address."""
+    code, out = installer(machine, "--gimp-dir", machine["profile"])
+    assert code == 0, out
+    first = greet_from_plugin(machine)
+    machine["pids"].append(first["pid"])
+    assert first["where"] == "unix:" + os.path.join(machine["runtime"], "tinct", "engine.sock")
+
+    code, out = installer(machine, "--gimp-dir", machine["flatpak"])
+    second = greet_from_plugin(machine)
+    machine["pids"].append(second["pid"])
+    assert code == 0, out
+    assert "Stopped the engine (pid %d)" % first["pid"] in out and "The engine moves to socket" in out
+    assert second["pid"] != first["pid"]
+    assert second["where"] == "unix:" + os.path.join(machine["runtime"], "app", "org.gimp.GIMP", "tinct",
+                                                      "engine.sock")
+    assert greet_from_plugin(machine, "flatpak")["pid"] == second["pid"]
+    code, out = installer(machine, "--uninstall")
+    assert code == 0 and "Stopped the engine (pid %d)" % second["pid"] in out
+
+
+def test_the_device_line_says_why_a_present_gpu_is_not_used(tmp_path, monkeypatch):
+    """The GUI's device line: with an NVIDIA GPU present (nvidia-smi lists it) but onnxruntime
+    lacking CUDA, it names the GPU and the package that fixes it."""
+    from installer import engine_check
+
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "nvidia-smi").write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-1234)'\n")
+    (tools / "nvidia-smi").chmod(0o755)
+    monkeypatch.setenv("PATH", "%s%s%s" % (tools, os.pathsep, os.environ.get("PATH", "")))
+    monkeypatch.setenv("HOME", str(tmp_path))  # onnxruntime's telemetry id goes here, not into the real home
+    device, text = engine_check.device_info(sys.executable)
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        assert (device, text) == ("gpu", "GPU (CUDA: NVIDIA H100 80GB HBM3)")
+    else:
+        assert device == "cpu"
+        assert "NVIDIA H100 80GB HBM3" in text and "pip install 'tinct[gpu]'" in text
+    monkeypatch.setenv("PATH", str(tools.parent / "empty"))
+    assert engine_check.device_info(sys.executable)[0] == "cpu"  # no nvidia-smi at all

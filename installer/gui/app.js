@@ -161,6 +161,8 @@ function init() {
 
 if (KEY) {
   document.addEventListener("DOMContentLoaded", init);
+} else if (window.pywebview && window.pywebview.api) {
+  init();  // pywebview was faster than this script
 } else {
   window.addEventListener("pywebviewready", init);
 }
