@@ -31,8 +31,9 @@ def _get(obj, name, default=None):
 def build_request(plan, settings):
     """The client's colorize() keyword arguments for this plan."""
     hints = [_image(p, dx, dy, op) for (p, dx, dy, op) in plan.hints]
+    # only the RGB rendering comes back (no ab planes): the result layer is RGB in LCh Color mode
     options = {"size": settings.size, "device": settings.device, "instances": settings.instances,
-               "render": plan.bits, "method": "net"}
+               "render": plan.bits, "ab": "none", "method": "net"}
     damage = None
     if plan.damage is not None:
         p, dx, dy = plan.damage
@@ -57,11 +58,33 @@ def result_rgb(result, plan):
     return Pixels(bytes(data), width, height, 3, bits)
 
 
+NOT_CHANGED = " The image was not changed."
+
+
+def _user_error(exc):
+    """A client exception as one plain message for the user."""
+    text = str(exc).strip()
+    if not text:
+        text = "the engine failed (%s)." % type(exc).__name__
+    if "Tinct" not in text:
+        text = "Tinct: " + text
+    if not text.endswith((".", "!", "?")):
+        text += "."
+    return TinctUserError(text + NOT_CHANGED)
+
+
+def _is_cancel(exc):
+    return "Cancel" in type(exc).__name__ or getattr(exc, "code", None) == "cancelled"
+
+
 class EngineBridge(object):
-    """Runs a plan through the engine client. `client` defaults to client.EngineClient()."""
+    """Runs a plan through the engine client. `client` defaults to client.EngineClient(), which finds
+    the engine through engine.json (TINCT_ENGINE_CONFIG and friends override it) and starts it when
+    none answers."""
 
     def __init__(self, client=None):
         self._client = client
+        self._hello = None
 
     @property
     def client(self):
@@ -69,20 +92,42 @@ class EngineBridge(object):
             try:
                 from .client import EngineClient
             except ImportError:
-                raise TinctUserError("Tinct's engine client is missing from the plug-in folder; reinstall Tinct.")
+                raise TinctUserError("Tinct's engine client is missing from the plug-in folder; reinstall Tinct."
+                                     + NOT_CHANGED)
             self._client = EngineClient()
         return self._client
 
+    def hello(self):
+        """The engine's greeting (starting the engine when none runs); TinctUserError when unreachable."""
+        if self._hello is None:
+            try:
+                self._hello = self.client.hello() or {}
+            except TinctUserError:
+                raise
+            except Exception as exc:
+                raise _user_error(exc)
+        return self._hello
+
     def max_pixels(self):
-        return _get(self._client, "max_pixels", None) if self._client is not None else None
+        """The largest photo the engine takes (asks the engine, starting it when needed)."""
+        limit = _get(self.hello(), "max_pixels") or _get(self._client, "max_pixels", None)
+        try:
+            return int(limit) if limit else None
+        except (TypeError, ValueError):
+            return None
 
     def device(self):
-        """'cpu' / 'cuda' as the engine reports it, or None when it does not answer."""
+        """'cpu' / 'cuda' as a running engine reports it, or None when none runs (never starts one:
+        the dialog must open at once)."""
         try:
-            hello = self.client.hello()
+            client = self.client
+            if hasattr(client, "autostart"):
+                from .client import EngineClient
+                client = EngineClient(config=getattr(client, "_config", None), autostart=False,
+                                      reply_timeout=3.0)
+            return _get(client.hello(), "device")
         except Exception:
             return None
-        return _get(hello, "device")
 
     def colorize(self, plan, settings, progress=None, cancel=None):
         kwargs = build_request(plan, settings)
@@ -91,10 +136,8 @@ class EngineBridge(object):
         except TinctUserError:
             raise
         except Exception as exc:
-            if cancel is not None and cancel():
+            if (cancel is not None and cancel()) or _is_cancel(exc):
                 raise TinctCancelled()
-            name = type(exc).__name__
-            if "Cancel" in name:
-                raise TinctCancelled()
-            raise TinctUserError("Tinct: %s" % (exc,) if str(exc) else "Tinct: the engine failed (%s)." % name)
-        return result_rgb(result, plan), _get(result, "info", {}) or {}
+            raise _user_error(exc)
+        info = _get(result, "info", {}) or {}
+        return result_rgb(result, plan), info

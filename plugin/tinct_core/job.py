@@ -145,6 +145,8 @@ class IndexedImage(TinctUserError):
 def plan_colorize(host, settings, hint_layers=None, reference_layer=None, max_pixels=None, convert_indexed=False):
     """Read the document and validate: returns a Plan or raises TinctUserError. Changes nothing.
 
+    max_pixels: the engine's limit, or a callable that asks the engine for it (called only once the
+    cheap checks passed, so a bad document is refused without starting the engine).
     convert_indexed: the user agreed to convert an indexed image to RGB (inside the run's undo group)."""
     settings.validate()
     plan = Plan()
@@ -158,14 +160,26 @@ def plan_colorize(host, settings, hint_layers=None, reference_layer=None, max_pi
     plan.photo = photo
     if photo.width <= 0 or photo.height <= 0:
         raise TinctUserError("The photo layer '%s' is empty." % photo.name)
+    image_id = host.image_id()
+    plan.bits = 16 if host.precision_bits() > 8 else 8
+
+    # Hints: the given layers, or every visible `Tinct hints…` layer (checked before asking the engine).
+    if hint_layers is None:
+        hint_layers = roles.hint_layers(layers, photo)
+    for info in hint_layers:
+        if info.image_id is not None and image_id is not None and info.image_id != image_id:
+            raise TinctUserError("The hint layer '%s' belongs to another image. Hint layers must be in the "
+                                 "same image as the photo." % info.name)
+
+    if callable(max_pixels):
+        host.progress(0.0, "Tinct: connecting to the engine")
+        max_pixels = max_pixels()
     limit = max_pixels or DEFAULT_MAX_PIXELS
     if photo.width * photo.height > limit:
         raise TinctUserError(
             "The photo '%s' is %dx%d (%.1f megapixels), more than the engine's limit of %.1f megapixels. "
             "Scale the image down (Image > Scale Image) or colorize a crop."
             % (photo.name, photo.width, photo.height, photo.width * photo.height / 1e6, limit / 1e6))
-    image_id = host.image_id()
-    plan.bits = 16 if host.precision_bits() > 8 else 8
 
     host.progress(0.0, "Tinct: reading the photo")
     channels = 1 if plan.gray else 3
@@ -174,13 +188,6 @@ def plan_colorize(host, settings, hint_layers=None, reference_layer=None, max_pi
     pix = host.read_pixels(photo, channels, plan.bits)
     plan.photo_pixels, plan.photo_alpha = split_alpha(pix)
 
-    # Hints: the given layers, or every visible `Tinct hints…` layer.
-    if hint_layers is None:
-        hint_layers = roles.hint_layers(layers, photo)
-    for info in hint_layers:
-        if info.image_id is not None and image_id is not None and info.image_id != image_id:
-            raise TinctUserError("The hint layer '%s' belongs to another image. Hint layers must be in the "
-                                 "same image as the photo." % info.name)
     painted = 0
     for info in hint_layers:
         if not roles.overlaps(info, photo):
@@ -286,14 +293,10 @@ def apply_result(host, plan, rgb, settings):
 
 
 def colorize(host, settings, engine, hint_layers=None, reference_layer=None, cancel=None, convert_indexed=False):
-    """The whole run. engine: an object with colorize(plan, settings, progress, cancel) -> Pixels RGB,
-    and optionally max_pixels(). Returns a ColorizeOutcome; raises TinctUserError with a plain message."""
-    max_pixels = None
-    try:
-        max_pixels = engine.max_pixels()
-    except Exception:
-        max_pixels = None
-    plan = plan_colorize(host, settings, hint_layers, reference_layer, max_pixels, convert_indexed)
+    """The whole run. engine: an object with colorize(plan, settings, progress, cancel) -> (Pixels RGB, info)
+    and max_pixels() (engine.EngineBridge). Returns a ColorizeOutcome; raises TinctUserError with a plain
+    message, and then the document is as it was."""
+    plan = plan_colorize(host, settings, hint_layers, reference_layer, engine.max_pixels, convert_indexed)
 
     def progress(fraction, text=None):
         try:
@@ -309,6 +312,9 @@ def colorize(host, settings, engine, hint_layers=None, reference_layer=None, can
     host.progress(0.92, "Tinct: placing the result")
     layer, created = apply_result(host, plan, rgb, settings)
     host.progress(1.0, "Tinct: done")
+    ignored = info.get("ignored") if isinstance(info, dict) else None
+    if ignored:
+        plan.notices.append("Tinct: the engine did not use: %s." % "; ".join(str(i) for i in ignored))
     for note in plan.notices:
         host.message(note)
     return ColorizeOutcome(layer, plan.notices, info, created)

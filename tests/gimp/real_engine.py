@@ -1,89 +1,162 @@
-"""The real engine (`python3 -m engine serve --port N`, issue 3) on the host for the GIMP tests.
+"""The real engine (`python -m engine serve`, issue 3) for the GIMP tests, run as the session's user.
 
-Used by engine_fixture.start_engine() once engine/server/ and plugin/tinct_core/client.py exist.
-The plug-in in the chroot finds it through TINCT_ENGINE_CONFIG (an engine.json in the session's
-work folder, which the chroot sees too) plus the TINCT_PORT / TINCT_TOKEN_FILE overrides; the
-token file is written by the engine under the work folder, so both sides read the same file.
-
-Written before the server landed: adjust the command line / readiness check to what
-`tinct serve` actually does if they differ.
+The session's HOME, XDG_CONFIG_HOME and XDG_RUNTIME_DIR are in its work folder, which has the
+same path on the host and inside the chroot (harness.GimpSession), so the engine on the host and
+the plug-in's client inside GIMP find the same engine.json, Unix socket and token file by the
+client's own rules (plugin/tinct_core/config.py): nothing is overridden for the test. engine.json
+is the one the installer wrote (or, until the installer can target a profile, the same content
+written here), and its recorded command is what the client autostarts an engine with, inside the
+chroot (the repository and the host Python are mounted there at their own paths).
 """
 
 import json
 import os
-import socket
+import signal
 import subprocess
 import sys
+import threading
 import time
 
 from tests.gimp import harness
 
+sys.path.insert(0, os.path.join(harness.ROOT, "plugin"))
+from tinct_core import client as tclient  # noqa: E402
+from tinct_core import config as tconfig  # noqa: E402
 
-def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+READY = "tinct engine ready"
+
+
+def engine_json(session):
+    return os.path.join(session.home, ".config", "tinct", "engine.json")
+
+
+def write_engine_json(session):
+    """What the installer writes (installer/engine_config.config_for), for the session's user."""
+    path = engine_json(session)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    data = {"python": sys.executable, "command": [sys.executable, "-m", "engine", "serve"],
+            "socket": session.path("run", "tinct", "engine.sock"), "port": None, "host": "127.0.0.1",
+            "token_file": os.path.join(session.home, ".config", "tinct", "token")}
+    with open(path, "w") as fh:
+        json.dump(data, fh, indent=2)
+    return path
+
+
+def _ready_line(stream, timeout):
+    box = []
+
+    def reader():
+        for raw in iter(stream.readline, ""):
+            if raw.startswith(READY):
+                box.append(raw.strip())
+                return
+        box.append("")
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    t.join(timeout)
+    return box[0] if box else None
 
 
 class RealEngine(object):
-    # Autostart from inside the chroot would have to start a host process; the server's own tests
-    # cover autostart, this tier checks that a stopped engine gives a clean error.
-    autostarts = False
+    """The session's engine: started on the host, stopped with `shutdown`, observed with `status`."""
 
     def __init__(self, session):
         self.session = session
-        self.port = _free_port()
-        xdg = session.host_path("xdg")
-        os.makedirs(os.path.join(xdg, "tinct"), exist_ok=True)
-        self.token_host = os.path.join(xdg, "tinct", "token")
-        token_chroot = session.chroot_path("xdg", "tinct", "token")
-        config = {"python": None, "command": None, "socket": None, "port": self.port, "host": "127.0.0.1",
-                  "token_file": token_chroot}
-        with open(session.host_path("engine.json"), "w") as fh:
-            json.dump(config, fh)
-        self.env = {"TINCT_ENGINE_CONFIG": session.chroot_path("engine.json"), "TINCT_PORT": str(self.port),
-                    "TINCT_TOKEN_FILE": token_chroot, "XDG_CONFIG_HOME": session.chroot_path("xdg")}
-        session.default_env = dict(self.env)
-        host_env = dict(os.environ, XDG_CONFIG_HOME=xdg, TINCT_TOKEN_FILE=self.token_host)
-        host_env["TINCT_ENGINE_CONFIG"] = session.host_path("engine.json.host")
-        with open(host_env["TINCT_ENGINE_CONFIG"], "w") as fh:
-            json.dump(dict(config, token_file=self.token_host), fh)
-        self.proc = subprocess.Popen([sys.executable, "-m", "engine", "serve", "--port", str(self.port)],
-                                     cwd=harness.ROOT, env=host_env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, universal_newlines=True)
-        deadline = time.time() + 120
+        path = engine_json(session)
+        if not os.path.isfile(path):
+            write_engine_json(session)
+        with open(path) as fh:
+            self.config_data = json.load(fh)
+        self.config = tconfig.load(path=path, environ={})
+        self.log = session.path("engine-host.log")
+        self.proc = None
+        self.ready = None
+
+    def client(self, autostart=False):
+        return tclient.EngineClient(config=self.config, autostart=autostart, timeout=60.0)
+
+    def start(self, timeout=180):
+        """Start `python -m engine serve` on the host as the session's user; returns its readiness line."""
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "engine", "serve"], cwd=harness.ROOT,
+                                         env=self.session.host_env(), stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.PIPE, stderr=log, universal_newlines=True,
+                                         start_new_session=True)
+        line = _ready_line(self.proc.stdout, timeout)
+        if not line:
+            self.proc.kill()
+            with open(self.log) as fh:
+                raise RuntimeError("the engine did not get ready (%r):\n%s" % (line, fh.read()[-3000:]))
+        self.ready = line
+        return line
+
+    def status(self):
+        """The engine's status reply, or None when no engine answers."""
+        try:
+            return self.client().status()
+        except tclient.EngineUnavailable:
+            return None
+
+    def running(self):
+        return self.status() is not None
+
+    def wait_working(self, timeout=60):
+        """Wait until the engine is working on a request; returns its status."""
+        deadline = time.time() + timeout
         while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("the engine exited: %s" % self.proc.stdout.read()[-2000:])
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.2)
-        else:
-            self.stop()
-            raise RuntimeError("the engine did not accept connections on port %d" % self.port)
+            st = self.status()
+            if st and st.get("running"):
+                return st
+            time.sleep(0.1)
+        raise AssertionError("the engine never started working on a request")
 
-    def stopped_env(self):
-        env = dict(self.env)
-        env["TINCT_PORT"] = str(_free_port())
-        dead = self.session.host_path("engine-dead.json")
-        with open(dead, "w") as fh:
-            json.dump({"command": None, "socket": None, "port": int(env["TINCT_PORT"]), "host": "127.0.0.1",
-                       "token_file": env["TINCT_TOKEN_FILE"]}, fh)
-        env["TINCT_ENGINE_CONFIG"] = self.session.chroot_path("engine-dead.json")
-        return env
-
-    def last_options(self):
-        return None
+    def kill(self):
+        """SIGKILL the engine that answers now (wherever it was started); returns its pid."""
+        st = self.status()
+        if st is None:
+            return None
+        os.kill(st["pid"], signal.SIGKILL)
+        _wait_gone(st["pid"])
+        return st["pid"]
 
     def stop(self):
-        if self.proc.poll() is None:
+        """Stop whatever engine serves this session (ours, or one the plug-in autostarted)."""
+        for _ in range(3):
+            st = self.status()
+            if st is None:
+                break
+            try:
+                self.client().shutdown()
+            except tclient.EngineError:
+                pass
+            _wait_gone(st["pid"])
+        if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+
+
+def _wait_gone(pid, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return True
+        try:  # a zombie child of ours counts as gone
+            with open("/proc/%d/stat" % pid) as fh:
+                if fh.read().split(")")[-1].split()[0] == "Z":
+                    return True
+        except OSError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def process_root(pid):
+    """The root directory a process runs in (the chroot for an engine the plug-in started)."""
+    return os.readlink("/proc/%d/root" % pid)

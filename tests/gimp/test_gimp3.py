@@ -1,11 +1,19 @@
-"""The GIMP 3 plug-in in real GIMP 3 (Debian trixie chroot, gimp-console-3.0 batch mode).
+"""The GIMP 3 plug-in in real GIMP 3 (Debian trixie chroot), against the real engine and model.
 
-Each GIMP launch costs ~5 s, so one batch script covers many cases and the
-module shares one session (profile + installed plug-in) and one engine.
+The plug-in is installed into a fresh GIMP profile by the installer (`python -m installer
+--gimp-dir`), the engine (`python -m engine serve`) runs on the host as the session's user,
+and GIMP is driven with `gimp-console-3.0 -i --batch-interpreter=python-fu-eval -b -` (the
+dialog and undo tests run `gimp-3.0` on Xvfb and press keys with xdotool). Each GIMP launch
+costs seconds, so one batch script covers several cases; the module shares one session.
+The model is being retrained, so colors are compared by relation (closer to the hint than
+the automatic run was), never by value.
 Run: `python3 -m pytest -q -m gimp tests/gimp` (root; builds the chroot on first use).
 """
 
+import contextlib
+import json
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -15,7 +23,8 @@ import pytest
 from PIL import Image
 
 from tests.gimp import harness
-from tests.gimp.engine_fixture import start_engine
+from tests.gimp.real_engine import RealEngine, engine_json, process_root
+from tests.gimp.relay import Relay, load_request
 
 pytestmark = [pytest.mark.gimp, pytest.mark.slow]
 
@@ -28,25 +37,38 @@ def gimp():
     if reason:
         pytest.skip(reason)
     with harness.GimpSession() as session:
-        session.plugin_dir = harness.install_plugin(session.profile)
+        harness.install_plugin(session)
         gray = Image.open(os.path.join(EXAMPLES, "great_wall_bw.png")).convert("L")
-        gray.convert("RGB").save(session.host_path("photo.png"))
-        gray.save(session.host_path("gray.png"))
-        Image.new("RGB", (40, 30), (30, 90, 200)).save(session.host_path("ref.png"))
-        engine = start_engine(session)
+        gray.convert("RGB").save(session.path("photo.png"))
+        gray.save(session.path("gray.png"))
+        Image.new("RGB", (40, 30), (30, 90, 200)).save(session.path("ref.png"))
+        engine = RealEngine(session)
+        engine.start()
+        session.engine = engine
         try:
-            session.engine = engine
             yield session
         finally:
             engine.stop()
 
 
-def _rgb(path, w, h, channels=4, dtype=np.uint8):
+@pytest.fixture
+def engine(gimp):
+    """The session's engine, started on the host if none runs (a test may have stopped it)."""
+    if not gimp.engine.running():
+        gimp.engine.start()
+    return gimp.engine
+
+
+def _check(rep, out):
+    assert rep["_done"] and "exception" not in rep, rep.get("exception", out[-3000:])
+
+
+def _raw(path, w, h, channels=4, dtype=np.uint8):
     return np.frombuffer(open(path, "rb").read(), dtype).reshape(h, w, channels)
 
 
 def _hue_dist(rgb, target):
-    """Angle between the chroma directions (in a simple opponent space) of rgb pixels and a target color."""
+    """Angle between the chroma directions (a simple opponent space) of rgb pixels and a target color."""
     def opp(c):
         c = np.asarray(c, np.float64)
         return np.stack([c[..., 0] - c[..., 1], (c[..., 0] + c[..., 1]) / 2 - c[..., 2]], -1)
@@ -55,29 +77,42 @@ def _hue_dist(rgb, target):
     return np.arccos(np.clip(cos, -1, 1))
 
 
+def _names(layers):
+    return [l["name"] for l in layers]
+
+
+# --------------------------------------------------------------------------------------------
+# Colorize, hints, re-run, Add Hint Layer / Add Damage Mask
+
 MAIN = r'''
 img = load(WORK + "/photo.png")
 photo = img.get_layers()[0]
 before = native(photo)
 REPORT["procs"] = sorted(PDB.query_procedures("plug-in-tinct.*", "", "", "", "", "", "", ""))
+colorize = PDB.lookup_procedure("plug-in-tinct-colorize")
+REPORT["menu"] = list(colorize.get_menu_paths())
+REPORT["args"] = [p.name for p in colorize.get_arguments()]
 st, msg, vals = run("plug-in-tinct-colorize", img, [photo], size=256)
 REPORT["first"] = {"status": st, "msg": msg, "layers": describe(img), "same": native(photo) == before,
-                   "returned": vals.index(1).get_name() if vals.length() > 1 and vals.index(1) else None}
+                   "returned": vals.index(1).get_name() if st == "success" and vals.index(1) else None,
+                   "precision": img.get_precision().value_nick}
 res = img.get_layers()[0]
 dump(res, WORK + "/first.raw")
 res.set_opacity(60.0)
 st, msg, _ = run("plug-in-tinct-add-hint-layer", img, [photo])
 hints = [l for l in img.get_layers() if l.get_name().startswith("Tinct hints")][0]
-REPORT["addhint"] = {"status": st, "layers": describe(img),
+REPORT["addhint"] = {"status": st, "msg": msg, "layers": describe(img),
                      "selected": [l.get_name() for l in img.get_selected_layers()],
                      "empty": set(read(hints)[3::4]) == {0}}
-# a 5x5 saturated blue dot on the wall/foliage at (DOT_X, DOT_Y)
+# a 5x5 saturated blue dot at (DOT_X, DOT_Y)
 write(hints, DOT_X - 2, DOT_Y - 2, 5, 5, bytes([20, 60, 255, 255]) * 25)
+# run with the hint layer selected: the photo is the layer below it
 st, msg, _ = run("plug-in-tinct-colorize", img, [hints], size=256)
 REPORT["second"] = {"status": st, "msg": msg, "layers": describe(img), "same": native(photo) == before}
 dump([l for l in img.get_layers() if l.get_name() == "Tinct color"][0], WORK + "/second.raw")
 st, msg, _ = run("plug-in-tinct-add-damage-mask", img, [photo])
-REPORT["damage"] = {"status": st, "layers": describe(img)}
+REPORT["damage"] = {"status": st, "msg": msg, "layers": describe(img),
+                    "selected": [l.get_name() for l in img.get_selected_layers()]}
 '''
 
 DOT_X, DOT_Y = 160, 170
@@ -85,117 +120,188 @@ DOT_X, DOT_Y = 160, 170
 
 @pytest.fixture(scope="module")
 def main_run(gimp):
+    if not gimp.engine.running():
+        gimp.engine.start()
     rep, out, took = gimp.batch("DOT_X, DOT_Y = %d, %d\n" % (DOT_X, DOT_Y) + MAIN)
     print("main batch: %.1fs" % took)
-    assert rep["_done"] and "exception" not in rep, rep.get("exception", out[-3000:])
+    _check(rep, out)
     return rep
 
 
-def test_procedures_registered(main_run):
+def test_installed_by_the_installer_and_registered(gimp, main_run):
+    assert gimp.installed_by == "installer"
     assert main_run["procs"] == ["plug-in-tinct-add-damage-mask", "plug-in-tinct-add-hint-layer",
                                  "plug-in-tinct-colorize", "plug-in-tinct-colorize-again"]
+    assert main_run["menu"] == ["<Image>/Filters/Colors/Tinct"]
+    assert main_run["args"][3:] == ["instances", "reference", "reference-layer", "reference-file", "size",
+                                    "opacity", "device", "hint-layer"]
 
 
 def test_colorize_real_photo(gimp, main_run):
     first = main_run["first"]
     assert first["status"] == "success", first["msg"]
-    top, photo = first["layers"][0], first["layers"][1]
-    assert [l["name"] for l in first["layers"]] == ["Tinct color", "Background"]
-    assert top["mode"] == "lch-color"
+    assert _names(first["layers"]) == ["Tinct color", "Background"]
+    top, photo = first["layers"]
+    assert top["mode"] == "lch-color" and top["opacity"] == 100.0 and top["visible"]
     assert (top["x"], top["y"], top["w"], top["h"]) == (photo["x"], photo["y"], photo["w"], photo["h"])
-    rgba = _rgb(gimp.host_path("first.raw"), photo["w"], photo["h"])
+    assert first["returned"] == "Tinct color"
+    rgba = _raw(gimp.path("first.raw"), photo["w"], photo["h"])
+    assert (rgba[..., 3] == 255).all()
     spread = rgba[..., :3].astype(int).max(-1) - rgba[..., :3].astype(int).min(-1)
     assert spread.mean() > 3, "the result has no color"
-    assert first["same"], "the photo's pixels changed"
-    assert first["returned"] == "Tinct color"
+    # the engine keeps the photo's lightness: the result's luma follows the photo's gray
+    gray = np.asarray(Image.open(gimp.path("photo.png")).convert("L"), np.float64)
+    luma = rgba[..., :3].astype(np.float64) @ [0.299, 0.587, 0.114]
+    assert np.corrcoef(gray.ravel(), luma.ravel())[0, 1] > 0.9
 
 
-def test_hint_moves_color_and_rerun_replaces(gimp, main_run):
+def test_original_pixels_unchanged_byte_for_byte(main_run):
+    assert main_run["first"]["same"] and main_run["second"]["same"]
+
+
+def test_hint_moves_color_toward_the_dot_and_rerun_replaces(gimp, main_run):
     add = main_run["addhint"]
-    assert add["status"] == "success"
-    names = [l["name"] for l in add["layers"]]
-    assert names == ["Tinct hints", "Tinct color", "Background"]
+    assert add["status"] == "success", add["msg"]
+    assert _names(add["layers"]) == ["Tinct hints", "Tinct color", "Background"]
     assert add["selected"] == ["Tinct hints"] and add["empty"]
+    hint = add["layers"][0]
+    assert (hint["w"], hint["h"], hint["alpha"]) == (320, 240, True)
+
     second = main_run["second"]
     assert second["status"] == "success", second["msg"]
-    names = [l["name"] for l in second["layers"]]
-    assert names.count("Tinct color") == 1 and names == ["Tinct hints", "Tinct color", "Background"]
-    color = [l for l in second["layers"] if l["name"] == "Tinct color"][0]
-    assert color["opacity"] == pytest.approx(60.0), "re-run must keep the user's opacity"
+    assert _names(second["layers"]) == ["Tinct hints", "Tinct color", "Background"]
+    color = second["layers"][1]
+    assert color["opacity"] == pytest.approx(60.0), "a re-run must keep the user's opacity"
+    assert color["mode"] == "lch-color"
     w, h = color["w"], color["h"]
-    a = _rgb(gimp.host_path("first.raw"), w, h)[DOT_Y - 6:DOT_Y + 7, DOT_X - 6:DOT_X + 7, :3]
-    b = _rgb(gimp.host_path("second.raw"), w, h)[DOT_Y - 6:DOT_Y + 7, DOT_X - 6:DOT_X + 7, :3]
+    win = np.s_[DOT_Y - 6:DOT_Y + 7, DOT_X - 6:DOT_X + 7, :3]
+    auto = _raw(gimp.path("first.raw"), w, h)[win]
+    hinted = _raw(gimp.path("second.raw"), w, h)[win]
     target = (20, 60, 255)
-    assert _hue_dist(b, target).mean() < _hue_dist(a, target).mean() - 0.2, "the color did not move toward the hint"
-    assert second["same"]
+    before, after = _hue_dist(auto, target).mean(), _hue_dist(hinted, target).mean()
+    print("hue distance to the hint near the dot: auto %.2f rad, with the hint %.2f rad" % (before, after))
+    assert after < before - 0.2, "the color near the dot did not move toward the hint"
 
 
 def test_add_damage_mask(main_run):
     dm = main_run["damage"]
-    assert dm["status"] == "success"
-    assert "Tinct damage" in [l["name"] for l in dm["layers"]]
+    assert dm["status"] == "success", dm["msg"]
+    assert _names(dm["layers"]) == ["Tinct hints", "Tinct damage", "Tinct color", "Background"]
+    assert dm["selected"] == ["Tinct damage"]
+    layer = [l for l in dm["layers"] if l["name"] == "Tinct damage"][0]
+    assert layer["alpha"] and (layer["w"], layer["h"]) == (320, 240)
 
+
+# --------------------------------------------------------------------------------------------
+# Image kinds, hints with offsets, references, instances, groups, bad input
 
 CASES = r'''
-def layer_names(img):
+import os
+
+def names(img):
     return [l.get_name() for l in img.get_layers()]
+
+def requests():
+    # the colorize requests the relay recorded so far (it writes each before passing it on)
+    return sorted(f[:-5] for f in os.listdir(WORK + "/requests") if f.endswith(".json"))
+
+def colorize(img, drawables, **kw):
+    n = len(requests())
+    st, msg, vals = run("plug-in-tinct-colorize", img, drawables, **kw)
+    new = requests()[n:]
+    return st, msg, (new[-1] if new else None), len(new)
 
 # GRAY image: converted to RGB in the same run; the photo's gray values unchanged
 img = load(WORK + "/gray.png")
 photo = img.get_layers()[0]
 REPORT["gray_base_before"] = img.get_base_type().value_nick
 before = read(photo, 1)
-st, msg, _ = run("plug-in-tinct-colorize", img, [photo])
-REPORT["gray"] = {"status": st, "msg": msg, "base": img.get_base_type().value_nick, "layers": describe(img),
-                  "same": read(photo, 1) == before, "rgb_same": set(read(photo, 3)[0::3]) == set(before)}
+st, msg, req, nreq = colorize(img, [photo])
+REPORT["gray"] = {"status": st, "msg": msg, "req": req, "nreq": nreq, "base": img.get_base_type().value_nick, "layers": describe(img),
+                  "same": read(photo, 1) == before}
 
 # An offset photo layer smaller than the canvas
 img = load(WORK + "/photo.png")
 img.resize(400, 320, 0, 0)
 photo = img.get_layers()[0]
 photo.set_offsets(50, 40)
-st, msg, _ = run("plug-in-tinct-colorize", img, [photo])
-REPORT["offset"] = {"status": st, "msg": msg, "layers": describe(img)}
+before = native(photo)
+st, msg, req, nreq = colorize(img, [photo])
+REPORT["offset"] = {"status": st, "msg": msg, "req": req, "nreq": nreq, "layers": describe(img), "same": native(photo) == before}
 
-# RGBA photo with a transparent region: the result carries the photo's alpha
+# RGBA photo with a transparent band: the result carries the photo's alpha
 img = load(WORK + "/photo.png")
 photo = img.get_layers()[0]
 photo.add_alpha()
 w = photo.get_width()
 write(photo, 0, 0, w, 20, bytes(w * 20 * 4))
 before = native(photo)
-st, msg, _ = run("plug-in-tinct-colorize", img, [photo])
+st, msg, req, nreq = colorize(img, [photo])
 res = img.get_layers()[0]
-REPORT["rgba"] = {"status": st, "msg": msg, "layers": describe(img), "same": native(photo) == before,
-                  "alpha_equal": read(res)[3::4] == read(photo)[3::4]}
+REPORT["rgba"] = {"status": st, "msg": msg, "req": req, "nreq": nreq, "layers": describe(img), "same": native(photo) == before,
+                  "alpha_equal": read(res)[3::4] == read(photo)[3::4],
+                  "transparent_rows": set(read(res)[3:w * 20 * 4:4]) == {0}}
 
 # 16-bit image: the result layer is in the image's precision
 img = load(WORK + "/photo.png")
 img.convert_precision(Gimp.Precision.U16_NON_LINEAR)
 photo = img.get_layers()[0]
 before = native(photo)
-st, msg, _ = run("plug-in-tinct-colorize", img, [photo])
+st, msg, req, nreq = colorize(img, [photo])
 res = img.get_layers()[0]
-REPORT["u16"] = {"status": st, "msg": msg, "layers": describe(img), "same": native(photo) == before,
+REPORT["u16"] = {"status": st, "msg": msg, "req": req, "nreq": nreq, "layers": describe(img), "same": native(photo) == before,
                  "bpp": res.get_bpp(), "precision": img.get_precision().value_nick}
+dump(res, WORK + "/u16.raw", 3, 16)
 
-# Reference from a file and from a `Tinct reference` layer; instances from the selection
+# A partial-size, offset hint layer with one pencil pixel (1 px brush), against the automatic run
 img = load(WORK + "/photo.png")
 photo = img.get_layers()[0]
-st, msg, _ = run("plug-in-tinct-colorize", img, [photo], reference="file", reference_file=WORK + "/ref.png")
-REPORT["ref_file"] = {"status": st, "msg": msg}
+colorize(img, [photo])
+dump(img.get_layers()[0], WORK + "/pencil_auto.raw")
+small = Gimp.Layer.new(img, "Tinct hints small", 60, 40, Gimp.ImageType.RGBA_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
+img.insert_layer(small, None, 0)
+small.set_offsets(PX - 25, PY - 15)
+small.fill(Gimp.FillType.TRANSPARENT)
+Gimp.context_set_brush(Gimp.Brush.get_by_name("2. Hardness 100"))
+Gimp.context_set_brush_size(1.0)
+green = Gegl.Color.new("black")
+green.set_rgba(0.05, 0.75, 0.1, 1.0)
+Gimp.context_set_foreground(green)
+Gimp.pencil(small, [float(PX), float(PY)])  # image coordinates: local (25, 15)
+alpha = read(small)[3::4]
+REPORT["pencil_painted"] = len(alpha) - alpha.count(0)
+REPORT["pencil_at"] = list(read(small)[(15 * 60 + 25) * 4:(15 * 60 + 25) * 4 + 4])
+st, msg, req, nreq = colorize(img, [photo])
+REPORT["pencil"] = {"status": st, "msg": msg, "req": req, "nreq": nreq, "layers": describe(img)}
+dump([l for l in img.get_layers() if l.get_name() == "Tinct color"][0], WORK + "/pencil_hint.raw")
+
+# Reference from a file and from a `Tinct reference` layer
+img = load(WORK + "/photo.png")
+photo = img.get_layers()[0]
+n_images = len(Gimp.get_images())
+st, msg, req, nreq = colorize(img, [photo], reference="file", reference_file=WORK + "/ref.png")
+REPORT["ref_file"] = {"status": st, "msg": msg, "req": req, "nreq": nreq, "images_left": len(Gimp.get_images()) - n_images}
 ref = Gimp.Layer.new(img, "Tinct reference", 16, 12, Gimp.ImageType.RGB_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
 img.insert_layer(ref, None, 0)
 write(ref, 0, 0, 16, 12, bytes([200, 40, 30]) * 192, 3)
-st, msg, _ = run("plug-in-tinct-colorize", img, [photo], reference="layer")
-REPORT["ref_layer"] = {"status": st, "msg": msg, "layers": layer_names(img)}
+st, msg, req, nreq = colorize(img, [photo], reference="layer")
+REPORT["ref_layer"] = {"status": st, "msg": msg, "req": req, "nreq": nreq, "layers": names(img)}
+st, msg, req, nreq = colorize(img, [photo], reference="file", reference_file=WORK + "/missing.png")
+REPORT["ref_missing"] = {"status": st, "msg": msg, "req": req, "nreq": nreq, "layers": names(img)}
+
+# Instances from the selection and `Tinct instance` channels
 img = load(WORK + "/photo.png")
 photo = img.get_layers()[0]
-st, msg, _ = run("plug-in-tinct-colorize", img, [photo], instances="selection")
-REPORT["nosel"] = {"status": st, "msg": msg, "layers": layer_names(img)}
+st, msg, req, nreq = colorize(img, [photo], instances="selection")
+REPORT["nosel"] = {"status": st, "msg": msg, "req": req, "nreq": nreq, "layers": names(img)}
+chan = Gimp.Channel.new(img, "Tinct instance 1", 320, 240, 100.0, Gegl.Color.new("black"))
+img.insert_channel(chan, None, 0)
+img.select_rectangle(Gimp.ChannelOps.REPLACE, 200, 100, 60, 50)
+chan.edit_fill(Gimp.FillType.WHITE)
 img.select_rectangle(Gimp.ChannelOps.REPLACE, 10, 10, 50, 40)
-st, msg, _ = run("plug-in-tinct-colorize", img, [photo], instances="selection")
-REPORT["sel"] = {"status": st, "msg": msg, "layers": layer_names(img)}
+REPORT["chan_painted"] = len(read(chan, 1)) - read(chan, 1).count(0)
+st, msg, req, nreq = colorize(img, [photo], instances="selection")
+REPORT["sel"] = {"status": st, "msg": msg, "req": req, "nreq": nreq, "layers": names(img)}
 
 # A photo inside a layer group: the result goes into the group, directly above it
 img = load(WORK + "/photo.png")
@@ -203,100 +309,171 @@ photo = img.get_layers()[0]
 group = Gimp.GroupLayer.new(img, "group")
 img.insert_layer(group, None, 0)
 img.reorder_item(photo, group, 0)
-st, msg, _ = run("plug-in-tinct-colorize", img, [photo])
-REPORT["group"] = {"status": st, "msg": msg, "top": layer_names(img),
+st, msg, req, nreq = colorize(img, [photo])
+REPORT["group"] = {"status": st, "msg": msg, "req": req, "nreq": nreq, "top": names(img),
                    "children": [l.get_name() for l in group.get_children()]}
 
 # Bad input: no layer selected
 img = load(WORK + "/photo.png")
 img.set_selected_layers([])
-st, msg, _ = run("plug-in-tinct-colorize", img, [])
-REPORT["nolayer"] = {"status": st, "msg": msg, "layers": layer_names(img)}
+st, msg, req, nreq = colorize(img, [])
+REPORT["nolayer"] = {"status": st, "msg": msg, "req": req, "nreq": nreq, "layers": names(img)}
 
-# Bad input: indexed image
-img = Gimp.Image.new(64, 48, Gimp.ImageBaseType.INDEXED)
-lay = Gimp.Layer.new(img, "indexed", 64, 48, Gimp.ImageType.INDEXED_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
-img.insert_layer(lay, None, 0)
-st, msg, _ = run("plug-in-tinct-colorize", img, [lay])
-REPORT["indexed"] = {"status": st, "msg": msg, "layers": layer_names(img)}
+# Bad input: an indexed image (scripts get the message; the dialog offers to convert)
+img = load(WORK + "/photo.png")
+img.convert_indexed(Gimp.ConvertDitherType.NONE, Gimp.ConvertPaletteType.GENERATE, 256, False, False, "")
+photo = img.get_layers()[0]
+before = native(photo)
+st, msg, req, nreq = colorize(img, [photo])
+REPORT["indexed"] = {"status": st, "msg": msg, "req": req, "nreq": nreq, "layers": names(img), "base": img.get_base_type().value_nick,
+                     "same": native(photo) == before}
 
-# Bad input: a fully transparent hint layer -> automatic, with a notice
+# A fully transparent hint layer -> colorized automatically, with a notice
 img = load(WORK + "/photo.png")
 photo = img.get_layers()[0]
 run("plug-in-tinct-add-hint-layer", img, [photo])
-st, msg, _ = run("plug-in-tinct-colorize", img, [photo])
-REPORT["emptyhint"] = {"status": st, "msg": msg, "layers": layer_names(img)}
+st, msg, req, nreq = colorize(img, [photo])
+REPORT["emptyhint"] = {"status": st, "msg": msg, "req": req, "nreq": nreq, "layers": names(img)}
 
 # Bad input: a hint layer from another image
 other = load(WORK + "/photo.png")
 run("plug-in-tinct-add-hint-layer", other, [other.get_layers()[0]])
 foreign = [l for l in other.get_layers() if l.get_name() == "Tinct hints"][0]
+write(foreign, 10, 10, 2, 2, bytes([255, 0, 0, 255]) * 4)
 img = load(WORK + "/photo.png")
 photo = img.get_layers()[0]
-st, msg, _ = run("plug-in-tinct-colorize", img, [photo], hint_layer=foreign)
-REPORT["foreign"] = {"status": st, "msg": msg, "layers": layer_names(img)}
+st, msg, req, nreq = colorize(img, [photo], hint_layer=foreign)
+REPORT["foreign"] = {"status": st, "msg": msg, "req": req, "nreq": nreq, "layers": names(img)}
 
-# Bad input: a photo larger than the engine's limit (100 MP); tiles are never touched
+# Bad input: a photo larger than the engine's limit (100 MP); its pixels are never read
 img = Gimp.Image.new(10240, 10240, Gimp.ImageBaseType.RGB)
 big = Gimp.Layer.new(img, "big", 10240, 10240, Gimp.ImageType.RGB_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
 img.insert_layer(big, None, 0)
-st, msg, _ = run("plug-in-tinct-colorize", img, [big])
-REPORT["big"] = {"status": st, "msg": msg, "layers": layer_names(img)}
+st, msg, req, nreq = colorize(img, [big])
+REPORT["big"] = {"status": st, "msg": msg, "req": req, "nreq": nreq, "layers": names(img)}
 '''
+
+PX, PY = 230, 60
 
 
 @pytest.fixture(scope="module")
 def cases_run(gimp):
-    rep, out, took = gimp.batch(CASES)
+    """The CASES batch, talking to the engine through a recording relay (tests/gimp/relay.py)."""
+    if not gimp.engine.running():
+        gimp.engine.start()
+    relay = Relay(gimp.path("run", "relay-cases.sock"), gimp.engine.config.address(),
+                  record_dir=gimp.path("requests"))
+    try:
+        rep, out, took = gimp.batch("PX, PY = %d, %d\n" % (PX, PY) + CASES, env={"TINCT_SOCKET": relay.path})
+    finally:
+        relay.close()
     print("cases batch: %.1fs" % took)
-    assert rep["_done"] and "exception" not in rep, rep.get("exception", out[-3000:])
+    _check(rep, out)
     rep["_out"] = out
+    rep["_request"] = lambda name: load_request(gimp.path("requests"), name)
     return rep
 
 
-def test_gray_image_converted_in_same_run(cases_run):
+def test_gray_image_converted_in_the_same_run(gimp, cases_run):
     g = cases_run["gray"]
     assert cases_run["gray_base_before"] == "gray"
     assert g["status"] == "success", g["msg"]
     assert g["base"] == "rgb"
-    assert [l["name"] for l in g["layers"]] == ["Tinct color", "Background"]
+    assert _names(g["layers"]) == ["Tinct color", "Background"]
     assert g["same"], "the gray values of the photo changed"
+    header, bufs = cases_run["_request"](g["req"])
+    gray = np.asarray(Image.open(gimp.path("gray.png")))
+    assert bufs[header["photo"]["buffer"]].shape == (240, 320) and (bufs[0] == gray).all()
+    assert header["hints"] == [] and header["options"]["render"] == 8
 
 
 def test_offset_layer(cases_run):
     o = cases_run["offset"]
     assert o["status"] == "success", o["msg"]
-    top, photo = o["layers"][0], o["layers"][1]
-    assert top["name"] == "Tinct color"
-    assert (top["x"], top["y"], top["w"], top["h"]) == (50, 40, photo["w"], photo["h"])
+    top, photo = o["layers"]
+    assert top["name"] == "Tinct color" and o["same"]
+    assert (top["x"], top["y"], top["w"], top["h"]) == (50, 40, photo["w"], photo["h"]) == (50, 40, 320, 240)
 
 
 def test_rgba_photo_with_transparency(cases_run):
     r = cases_run["rgba"]
     assert r["status"] == "success", r["msg"]
-    assert r["same"] and r["alpha_equal"]
+    assert r["same"] and r["alpha_equal"] and r["transparent_rows"]
+    header, bufs = cases_run["_request"](r["req"])
+    assert bufs[header["photo"]["buffer"]].shape == (240, 320, 3), "the photo goes to the engine without alpha"
 
 
-def test_16bit_image(cases_run):
+def test_16bit_image(gimp, cases_run):
     r = cases_run["u16"]
     assert r["status"] == "success", r["msg"]
     assert r["precision"].startswith("u16")
     assert r["bpp"] == 8, "the result layer is not RGBA u16"
     assert r["same"]
+    header, bufs = cases_run["_request"](r["req"])
+    photo = bufs[header["photo"]["buffer"]]
+    assert photo.dtype == np.uint16 and photo.shape == (240, 320, 3) and header["options"]["render"] == 16
+    rgb = _raw(gimp.path("u16.raw"), 320, 240, 3, np.uint16)
+    assert (rgb % 257 != 0).mean() > 0.3, "the 16-bit result holds only 8-bit values"
 
 
-@pytest.mark.parametrize("case,words", [
-    ("nolayer", "No layer is selected"),
-    ("indexed", "indexed"),
-    ("foreign", "another image"),
-    ("big", "megapixels"),
-])
-def test_bad_input_clear_message_document_unchanged(cases_run, case, words):
-    r = cases_run[case]
-    assert r["status"] == "execution-error"
-    assert words in r["msg"]
-    expected = {"nolayer": ["Background"], "indexed": ["indexed"], "foreign": ["Background"], "big": ["big"]}
-    assert r["layers"] == expected[case]
+def test_one_pencil_pixel_in_a_partial_offset_hint_layer(gimp, cases_run):
+    assert cases_run["pencil_painted"] == 1, "the test's pencil did not paint exactly one pixel"
+    assert cases_run["pencil_at"][3] == 255
+    r = cases_run["pencil"]
+    assert r["status"] == "success", r["msg"]
+    assert _names(r["layers"]) == ["Tinct hints small", "Tinct color", "Background"]
+    # what reached the engine: the partial layer with its offset, its one painted pixel in place
+    header, bufs = cases_run["_request"](r["req"])
+    assert len(header["hints"]) == 1
+    h = header["hints"][0]
+    assert (h["x"], h["y"], h.get("opacity", 1.0)) == (PX - 25, PY - 15, 1.0)
+    rgba = bufs[h["buffer"]]
+    assert rgba.shape == (40, 60, 4)
+    assert list(zip(*np.nonzero(rgba[..., 3]))) == [(15, 25)]
+    assert list(rgba[15, 25]) == cases_run["pencil_at"]
+    # the engine composes it (tinct hints) into a one-pixel hint at the photo's (PX, PY)
+    from engine.hints import compose_hint_layers
+    composed = compose_hint_layers([(rgba, h["x"], h["y"], 1.0)], 240, 320)
+    assert list(zip(*np.nonzero(composed[..., 3]))) == [(PY, PX)]
+    win = np.s_[PY - 3:PY + 4, PX - 3:PX + 4, :3]
+    auto = _raw(gimp.path("pencil_auto.raw"), 320, 240)[win].astype(int)
+    hinted = _raw(gimp.path("pencil_hint.raw"), 320, 240)[win].astype(int)
+    # how much the current model follows a single pixel is the model's business: reported, not asserted
+    print("one-pixel hint: mean color change near it %.2f (8-bit RGB)" % np.abs(hinted - auto).mean())
+
+
+def test_reference_file_and_layer(cases_run):
+    assert cases_run["ref_file"]["status"] == "success", cases_run["ref_file"]["msg"]
+    assert cases_run["ref_file"]["images_left"] == 0, "the reference file's image was left open"
+    header, bufs = cases_run["_request"](cases_run["ref_file"]["req"])
+    ref = bufs[header["reference"]["buffer"]]
+    assert ref.shape == (30, 40, 3) and (ref == (30, 90, 200)).all()
+    header, bufs = cases_run["_request"](cases_run["ref_layer"]["req"])
+    ref = bufs[header["reference"]["buffer"]]
+    assert ref.shape == (12, 16, 3) and (ref == (200, 40, 30)).all()
+    assert cases_run["ref_missing"]["nreq"] == 0
+    assert cases_run["ref_layer"]["status"] == "success", cases_run["ref_layer"]["msg"]
+    assert cases_run["ref_layer"]["layers"] == ["Tinct reference", "Tinct color", "Background"]
+    missing = cases_run["ref_missing"]
+    # GIMP itself refuses a reference file that does not exist (the file argument is OPEN-only)
+    assert missing["status"] == "calling-error" and "reference-file" in missing["msg"]
+    assert missing["layers"] == ["Tinct reference", "Tinct color", "Background"]
+
+
+def test_instances_from_selection(cases_run):
+    nosel = cases_run["nosel"]
+    assert nosel["status"] == "execution-error" and "from selection" in nosel["msg"]
+    assert nosel["layers"] == ["Background"]
+    assert cases_run["chan_painted"] == 60 * 50
+    sel = cases_run["sel"]
+    assert sel["status"] == "success", sel["msg"]
+    assert sel["layers"] == ["Tinct color", "Background"]
+    header, bufs = cases_run["_request"](sel["req"])
+    assert header["options"]["instances"] == "selection"
+    masks = [bufs[m["buffer"]] for m in header["instances"]]
+    assert [m.shape for m in masks] == [(240, 320), (240, 320)]
+    assert [int((m > 0).sum()) for m in masks] == [50 * 40, 60 * 50]
+    assert masks[0][10:50, 10:60].all() and masks[1][100:150, 200:260].all()
 
 
 def test_photo_inside_a_group(cases_run):
@@ -305,128 +482,145 @@ def test_photo_inside_a_group(cases_run):
     assert g["top"] == ["group"] and g["children"] == ["Tinct color", "Background"]
 
 
-def test_reference_and_selection_instances(cases_run):
-    assert cases_run["ref_file"]["status"] == "success", cases_run["ref_file"]["msg"]
-    assert cases_run["ref_layer"]["status"] == "success", cases_run["ref_layer"]["msg"]
-    assert cases_run["ref_layer"]["layers"] == ["Tinct reference", "Tinct color", "Background"]
-    assert cases_run["nosel"]["status"] == "execution-error" and "from selection" in cases_run["nosel"]["msg"]
-    assert cases_run["nosel"]["layers"] == ["Background"]
-    assert cases_run["sel"]["status"] == "success", cases_run["sel"]["msg"]
+@pytest.mark.parametrize("case,words,layers", [
+    ("nolayer", "No layer is selected", ["Background"]),
+    ("indexed", "indexed colors", ["Background"]),
+    ("foreign", "belongs to another image", ["Background"]),
+    ("big", "megapixels", ["big"]),
+])
+def test_bad_input_clear_message_document_unchanged(cases_run, case, words, layers):
+    r = cases_run[case]
+    assert r["status"] == "execution-error"
+    assert words in r["msg"]
+    assert r["layers"] == layers
+    assert r["nreq"] == 0, "bad input must never reach the engine"
+    if case == "indexed":
+        assert r["base"] == "indexed" and r["same"]
 
 
-def test_empty_hint_layer_colorizes_automatically(cases_run):
+def test_empty_hint_layer_colorizes_automatically_and_says_so(cases_run):
     r = cases_run["emptyhint"]
     assert r["status"] == "success", r["msg"]
     assert r["layers"] == ["Tinct hints", "Tinct color", "Background"]
-    assert "empty, so the photo was colorized automatically" in cases_run["_out"]
+    assert "is empty, so the photo was colorized automatically" in cases_run["_out"]
+    header, _ = cases_run["_request"](r["req"])
+    assert header["hints"] == []
 
 
-DOWN = r'''
-img = load(WORK + "/photo.png")
-photo = img.get_layers()[0]
-before = native(photo)
-st, msg, _ = run("plug-in-tinct-colorize", img, [photo])
-REPORT["down"] = {"status": st, "msg": msg, "layers": [l.get_name() for l in img.get_layers()],
-                  "same": native(photo) == before}
-st, msg, _ = run("plug-in-tinct-colorize", img, [photo])
-REPORT["after"] = {"status": st, "msg": msg, "layers": [l.get_name() for l in img.get_layers()]}
-'''
-
-
-def test_engine_stopped_errors_cleanly(gimp):
-    env = gimp.engine.stopped_env()
-    rep, out, took = gimp.batch(DOWN, env=env)
-    assert rep["_done"] and "exception" not in rep, rep.get("exception", out[-3000:])
-    down = rep["down"]
-    if gimp.engine.autostarts:
-        # the real client autostarts the engine from the recorded command: the run recovers
-        assert down["status"] == "success", down["msg"]
-    else:
-        assert down["status"] == "execution-error"
-        assert "engine" in down["msg"]
-        assert down["layers"] == ["Background"] and down["same"]
-
+# --------------------------------------------------------------------------------------------
+# Colorize Again, the dialog, the indexed-image offer, undo in the GUI
 
 AGAIN = r"""
 img = load(WORK + "/photo.png")
 photo = img.get_layers()[0]
 st, msg, _ = run("plug-in-tinct-colorize-again", img, [photo])
-REPORT["again"] = {"status": st, "msg": msg, "layers": [l.get_name() for l in img.get_layers()]}
+REPORT["again"] = {"status": st, "msg": msg, "layers": describe(img)}
 """
 
 
-def test_colorize_again_uses_the_last_settings(gimp):
-    with open(gimp.host_path("last.json"), "w") as fh:
-        fh.write('{"size": 128, "instances": "none", "device": "cpu"}')
-    rep, out, took = gimp.batch(AGAIN, env={"TINCT_SETTINGS": gimp.chroot_path("last.json")})
-    assert rep["_done"] and "exception" not in rep, rep.get("exception", out[-3000:])
-    assert rep["again"]["status"] == "success", rep["again"]["msg"]
-    assert rep["again"]["layers"] == ["Tinct color", "Background"]
-    options = gimp.engine.last_options()
-    if options is not None:
-        assert options["size"] == 128 and options["instances"] == "none"
+def test_colorize_again_uses_the_last_settings(gimp, engine):
+    path = os.path.join(gimp.home, ".config", "tinct", "last-colorize.json")
+    with open(path, "w") as fh:
+        json.dump({"size": 128, "instances": "none", "device": "cpu", "opacity": 37.0}, fh)
+    relay = Relay(gimp.path("run", "relay-again.sock"), engine.config.address(), record_dir=gimp.path("req-again"))
+    try:
+        rep, out, took = gimp.batch(AGAIN, env={"TINCT_SOCKET": relay.path})
+    finally:
+        relay.close()
+    _check(rep, out)
+    again = rep["again"]
+    assert again["status"] == "success", again["msg"]
+    assert _names(again["layers"]) == ["Tinct color", "Background"]
+    assert again["layers"][0]["opacity"] == pytest.approx(37.0), "Colorize Again did not use the last settings"
+    assert relay.recorded == 1
+    header, _ = load_request(gimp.path("req-again"), "000")
+    opts = header["options"]
+    assert (opts["size"], opts["instances"], opts["device"]) == (128, "none", "cpu")
+
+
+@contextlib.contextmanager
+def xvfb(gimp, screen="1280x1024x24"):
+    display = ":%d" % (50 + os.getpid() % 40)
+    proc = subprocess.Popen(gimp.chroot_cmd(["/usr/bin/Xvfb", display, "-screen", "0", screen, "-nolisten", "tcp"]),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        yield display
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _x(gimp, display, *args, timeout=30):
+    return subprocess.run(gimp.chroot_cmd(["timeout", str(timeout), "xdotool"] + list(args), {"DISPLAY": display}),
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, universal_newlines=True).stdout.split()
+
+
+def _interactive(gimp, body, windows, keys=None):
+    """Run a batch in GIMP on Xvfb, pressing a key (Return) in each dialog titled as in `windows`."""
+    keys = keys or ["Return"] * len(windows)
+    seen = []
+    with xvfb(gimp) as display:
+        def press():
+            for title, key in zip(windows, keys):
+                found = _x(gimp, display, "search", "--sync", "--name", "^%s$" % title, timeout=90)
+                if not found:
+                    return
+                seen.append(title)
+                time.sleep(1.0)  # let it map and settle
+                for _ in range(10):  # press until the dialog is gone (a press before it is ready is lost)
+                    _x(gimp, display, "windowfocus", "--sync", found[0])
+                    _x(gimp, display, "key", "--window", found[0], key)
+                    time.sleep(1.5)
+                    if found[0] not in _x(gimp, display, "search", "--name", "^%s$" % title):
+                        break
+
+        t = threading.Thread(target=press, daemon=True)
+        t.start()
+        rep, out, took = gimp.batch(body, env={"DISPLAY": display}, timeout=180)
+        t.join(10)
+    _check(rep, out)
+    assert seen == list(windows), "dialogs seen: %s\n%s" % (seen, out[-2000:])
+    return rep
 
 
 DIALOG = r"""
 img = load(WORK + "/photo.png")
 photo = img.get_layers()[0]
+before = native(photo)
 proc = PDB.lookup_procedure("plug-in-tinct-colorize")
 cfg = proc.create_config()
 cfg.set_property("run-mode", Gimp.RunMode.INTERACTIVE)
 cfg.set_property("image", img)
 cfg.set_core_object_array("drawables", [photo])
+cfg.set_property("opacity", 80.0)
+cfg.set_property("size", 192)
 vals = proc.run(cfg)
-REPORT["dialog"] = {"status": vals.index(0).value_nick, "layers": [l.get_name() for l in img.get_layers()]}
+REPORT["dialog"] = {"status": vals.index(0).value_nick, "layers": describe(img), "same": native(photo) == before}
 """
 
 
-def _interactive(gimp, body, windows, env=None):
-    """Run a batch under Xvfb, pressing Return in each window title of `windows` in turn."""
-    display = ":%d" % (70 + os.getpid() % 20)
-    xvfb = subprocess.Popen(["chroot", gimp.root, "/usr/bin/Xvfb", display, "-screen", "0", "1024x768x24",
-                             "-nolisten", "tcp"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    seen = []
-
-    def press_ok():
-        x = ["chroot", gimp.root, "/usr/bin/env", "-i", "DISPLAY=" + display, "PATH=/usr/bin:/bin"]
-        for title in windows:
-            found = subprocess.run(x + ["timeout", "60", "xdotool", "search", "--sync", "--name", "^%s$" % title],
-                                   stdout=subprocess.PIPE, universal_newlines=True).stdout.split()
-            if not found:
-                return
-            seen.append(title)
-            time.sleep(1.0)  # let it map and settle
-            for _ in range(10):  # press Return until the dialog is gone (a press before it is ready is lost)
-                subprocess.run(x + ["xdotool", "windowfocus", "--sync", found[0]])
-                subprocess.run(x + ["xdotool", "key", "--window", found[0], "Return"])
-                time.sleep(1.5)
-                still = subprocess.run(x + ["xdotool", "search", "--name", "^%s$" % title], stdout=subprocess.PIPE,
-                                       universal_newlines=True).stdout.split()
-                if found[0] not in still:
-                    break
-
-    try:
-        time.sleep(0.5)
-        t = threading.Thread(target=press_ok, daemon=True)
-        t.start()
-        full_env = {"DISPLAY": display}
-        full_env.update(env or {})
-        rep, out, took = gimp.batch(body, env=full_env, timeout=150)
-        t.join(10)
-    finally:
-        xvfb.terminate()
-        xvfb.wait(10)
-    assert rep["_done"] and "exception" not in rep, rep.get("exception", out[-3000:])
-    assert seen == list(windows), "dialogs seen: %s\n%s" % (seen, out[-2000:])
-    return rep
+def test_colorize_dialog_ok_runs_and_remembers(gimp, engine):
+    """Interactive Colorize: the dialog opens (Xvfb); OK runs it and saves the settings for Colorize Again."""
+    path = os.path.join(gimp.home, ".config", "tinct", "last-colorize.json")
+    if os.path.exists(path):
+        os.unlink(path)
+    rep = _interactive(gimp, DIALOG, ["Tinct: Colorize"])
+    d = rep["dialog"]
+    assert d["status"] == "success" and d["same"]
+    assert _names(d["layers"]) == ["Tinct color", "Background"]
+    assert d["layers"][0]["opacity"] == pytest.approx(80.0)
+    with open(path) as fh:
+        saved = json.load(fh)
+    assert saved["opacity"] == 80.0 and saved["size"] == 192
 
 
-def test_colorize_dialog_ok(gimp):
-    """Interactive Colorize: the dialog opens (Xvfb), OK (Return) runs it and saves the last settings."""
-    rep = _interactive(gimp, DIALOG, ["Tinct: Colorize"], {"TINCT_SETTINGS": gimp.chroot_path("dlg.json")})
-    assert rep["dialog"]["status"] == "success"
-    assert rep["dialog"]["layers"] == ["Tinct color", "Background"]
-    assert os.path.isfile(gimp.host_path("dlg.json")), "the dialog's settings were not saved for Colorize again"
+def test_colorize_dialog_cancel_changes_nothing(gimp, engine):
+    served = engine.status()["served"]
+    rep = _interactive(gimp, DIALOG, ["Tinct: Colorize"], keys=["Escape"])
+    assert rep["dialog"]["status"] == "cancel"
+    assert _names(rep["dialog"]["layers"]) == ["Background"] and rep["dialog"]["same"]
+    assert engine.status()["served"] == served
 
 
 INDEXED_OFFER = r"""
@@ -445,65 +639,11 @@ REPORT["offer"] = {"status": vals.index(0).value_nick, "layers": [l.get_name() f
 """
 
 
-def test_indexed_image_offer_to_convert(gimp):
-    rep = _interactive(gimp, INDEXED_OFFER, ["Tinct: Colorize", "Tinct: indexed image"],
-                       {"TINCT_SETTINGS": gimp.chroot_path("dlg2.json")})
+def test_indexed_image_offer_to_convert(gimp, engine):
+    rep = _interactive(gimp, INDEXED_OFFER, ["Tinct: Colorize", "Tinct: indexed image"])
     assert rep["base_before"] == "indexed"
     assert rep["offer"]["status"] == "success"
     assert rep["offer"]["base"] == "rgb" and rep["offer"]["layers"] == ["Tinct color", "Background"]
-
-
-CANCEL = r"""
-img = load(WORK + "/photo.png")
-photo = img.get_layers()[0]
-before = native(photo)
-st, msg, _ = run("plug-in-tinct-colorize", img, [photo])
-REPORT["cancel"] = {"status": st, "msg": msg, "layers": [l.get_name() for l in img.get_layers()],
-                    "same": native(photo) == before}
-"""
-
-
-def _plugin_pids(root):
-    """Pids of tinct.py plug-in processes running inside this chroot (started by our GIMP)."""
-    pids = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            cmd = open("/proc/%s/cmdline" % pid, "rb").read().split(b"\0")
-            proc_root = os.readlink("/proc/%s/root" % pid)
-        except OSError:
-            continue
-        if proc_root == os.path.realpath(root) and any(c.endswith(b"/tinct/tinct.py") for c in cmd):
-            pids.append(int(pid))
-    return pids
-
-
-def test_cancel_mid_run_leaves_document_unchanged(gimp):
-    """GIMP's Cancel on a plug-in's progress ends the plug-in; Tinct changes nothing before the engine
-    has answered, so the document is exactly as it was."""
-    if not hasattr(gimp.engine, "stall"):
-        pytest.skip("needs an engine that can be stalled")
-    arrived = gimp.engine.stall(20)
-    killed = []
-
-    def cancel():
-        if arrived.wait(60):
-            for pid in _plugin_pids(gimp.root):
-                os.kill(pid, 9)
-                killed.append(pid)
-
-    t = threading.Thread(target=cancel, daemon=True)
-    t.start()
-    try:
-        rep, out, took = gimp.batch(CANCEL)
-    finally:
-        gimp.engine.stall(0)
-    t.join(5)
-    assert killed, "the plug-in process was not found"
-    assert rep["_done"] and "exception" not in rep, rep.get("exception", out[-3000:])
-    assert rep["cancel"]["status"] != "success"
-    assert rep["cancel"]["layers"] == ["Background"] and rep["cancel"]["same"]
 
 
 UNDO = r"""
@@ -530,6 +670,7 @@ st, msg, _ = run("plug-in-tinct-colorize", img, [photo], size=128)
 REPORT["run1"] = {"status": st, "msg": msg, "layers": [l.get_name() for l in img.get_layers()],
                   "base": img.get_base_type().value_nick}
 first = read(img.get_layers()[0])
+first_id = img.get_layers()[0].get_id()
 run("plug-in-tinct-add-hint-layer", img, [photo])
 hints = img.get_layers()[0]
 write(hints, 150, 160, 5, 5, bytes([255, 30, 30, 255]) * 25)
@@ -537,8 +678,9 @@ st, msg, _ = run("plug-in-tinct-colorize", img, [hints], size=128)
 REPORT["run2"] = {"status": st, "msg": msg, "layers": [l.get_name() for l in img.get_layers()],
                   "changed": read([l for l in img.get_layers() if l.get_name() == "Tinct color"][0]) != first}
 wait_undo(1)   # Edit > Undo once: the second Colorize
-REPORT["undo1"] = {"layers": [l.get_name() for l in img.get_layers()],
-                   "restored": read([l for l in img.get_layers() if l.get_name() == "Tinct color"][0]) == first}
+back = [l for l in img.get_layers() if l.get_name() == "Tinct color"][0]
+REPORT["undo1"] = {"layers": [l.get_name() for l in img.get_layers()], "same_layer": back.get_id() == first_id,
+                   "restored": read(back) == first}
 img.remove_layer([l for l in img.get_layers() if l.get_name() == "Tinct hints"][0])
 Gimp.displays_flush()
 wait_undo(2)   # undo the removal of the hint layer
@@ -550,57 +692,172 @@ disp.delete()
 """
 
 
-def test_one_undo_restores_the_document(gimp):
+def test_one_undo_restores_the_document(gimp, engine):
     """In GIMP's GUI (Xvfb), Edit > Undo (Ctrl+Z) once takes back a whole Colorize run."""
-    display = ":%d" % (50 + os.getpid() % 20)
-    xvfb = subprocess.Popen(["chroot", gimp.root, "/usr/bin/Xvfb", display, "-screen", "0", "1280x1024x24",
-                             "-nolisten", "tcp"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    x = ["chroot", gimp.root, "/usr/bin/env", "-i", "DISPLAY=" + display, "PATH=/usr/bin:/bin"]
     pressed = []
-
-    def undoer():
-        for n in (1, 2, 3, 4):
-            t0 = time.time()
-            while not os.path.exists(gimp.host_path("ready-%d" % n)):
-                if time.time() - t0 > 120:
-                    return
-                time.sleep(0.1)
-            win = None
-            for _ in range(50):
-                ids = subprocess.run(x + ["xdotool", "search", "--name", "GIMP$"], stdout=subprocess.PIPE,
-                                     universal_newlines=True).stdout.split()
-                for i in ids:
-                    name = subprocess.run(x + ["xdotool", "getwindowname", i], stdout=subprocess.PIPE,
-                                          universal_newlines=True).stdout
-                    if "layer" in name:  # the image window: "[Untitled]-1.0 (RGB color ..., 2 layers) ..."
-                        win = i
-                if win:
+    with xvfb(gimp) as display:
+        def undoer():
+            for n in (1, 2, 3, 4):
+                t0 = time.time()
+                while not os.path.exists(gimp.path("ready-%d" % n)):
+                    if time.time() - t0 > 150:
+                        return
+                    time.sleep(0.1)
+                win = None
+                for _ in range(50):
+                    for i in _x(gimp, display, "search", "--name", "GIMP$"):
+                        name = subprocess.run(gimp.chroot_cmd(["xdotool", "getwindowname", i], {"DISPLAY": display}),
+                                              stdout=subprocess.PIPE, universal_newlines=True).stdout
+                        if "layer" in name:  # the image window: "[Untitled]-1.0 (RGB color ..., 2 layers) ..."
+                            win = i
+                    if win:
+                        break
+                    time.sleep(0.2)
+                if win is None:
                     break
-                time.sleep(0.2)
-            if win is None:
-                break
-            subprocess.run(x + ["xdotool", "windowfocus", "--sync", win])
-            time.sleep(0.3)
-            subprocess.run(x + ["xdotool", "key", "--window", win, "ctrl+z"])
-            pressed.append(n)
-            open(gimp.host_path("undone-%d" % n), "w").close()
-        for n in (1, 2, 3, 4):  # never leave the batch waiting
-            open(gimp.host_path("undone-%d" % n), "a").close()
+                _x(gimp, display, "windowfocus", "--sync", win)
+                time.sleep(0.3)
+                _x(gimp, display, "key", "--window", win, "ctrl+z")
+                pressed.append(n)
+                open(gimp.path("undone-%d" % n), "w").close()
+            for n in (1, 2, 3, 4):  # never leave the batch waiting
+                open(gimp.path("undone-%d" % n), "a").close()
 
-    try:
-        time.sleep(0.5)
         t = threading.Thread(target=undoer, daemon=True)
         t.start()
-        rep, out, took = gimp.batch(UNDO, env={"DISPLAY": display}, timeout=200, gui=True)
+        rep, out, took = gimp.batch(UNDO, env={"DISPLAY": display}, timeout=240, gui=True)
         t.join(10)
-    finally:
-        xvfb.terminate()
-        xvfb.wait(10)
-    assert rep["_done"] and "exception" not in rep, rep.get("exception", out[-3000:])
+    _check(rep, out)
     assert pressed == [1, 2, 3, 4], "could not drive Edit > Undo:\n" + out[-2000:]
-    assert rep["run1"]["status"] == "success" and rep["run1"]["base"] == "rgb"
-    assert rep["run2"]["status"] == "success" and rep["run2"]["changed"]
+    assert rep["run1"]["status"] == "success" and rep["run1"]["base"] == "rgb", rep["run1"]["msg"]
+    assert rep["run2"]["status"] == "success" and rep["run2"]["changed"], rep["run2"]["msg"]
     assert rep["undo1"]["layers"] == ["Tinct hints", "Tinct color", "Background"]
-    assert rep["undo1"]["restored"], "one undo did not bring back the previous result"
+    assert rep["undo1"]["same_layer"] and rep["undo1"]["restored"], "one undo did not bring back the previous result"
     assert rep["undo4"]["layers"] == ["Background"]
     assert rep["undo4"]["base"] == "gray" and rep["undo4"]["same"]
+
+
+# --------------------------------------------------------------------------------------------
+# Cancel, an engine that dies mid-run, a stopped engine, autostart
+
+ONE_RUN = r"""
+img = load(WORK + "/photo.png")
+photo = img.get_layers()[0]
+before = native(photo)
+st, msg, _ = run("plug-in-tinct-colorize", img, [photo])
+REPORT["run"] = {"status": st, "msg": msg, "layers": [l.get_name() for l in img.get_layers()],
+                 "same": native(photo) == before}
+"""
+
+TWO_RUNS = ONE_RUN + r"""
+REPORT["first"] = REPORT.pop("run")
+st, msg, _ = run("plug-in-tinct-colorize", img, [photo])
+REPORT["second"] = {"status": st, "msg": msg, "layers": [l.get_name() for l in img.get_layers()],
+                    "same": native(photo) == before}
+"""
+
+
+def _plugin_pids(root):
+    """Pids of tinct.py plug-in processes running inside this chroot (started by our GIMP)."""
+    pids = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = open("/proc/%s/cmdline" % pid, "rb").read().split(b"\0")
+            proc_root = os.readlink("/proc/%s/root" % pid)
+        except OSError:
+            continue
+        if proc_root == os.path.realpath(root) and any(c.endswith(b"/tinct/tinct.py") for c in cmd):
+            pids.append(int(pid))
+    return pids
+
+
+def test_cancel_mid_run_leaves_document_unchanged(gimp, engine):
+    """GIMP's Cancel on a plug-in's progress kills the plug-in (gimp_plug_in_close(plug_in, TRUE)); here
+    it strikes while the engine works on the request. Nothing was changed before the answer, so the
+    document is exactly as it was, and the engine serves the next run."""
+    relay = Relay(gimp.path("run", "relay-cancel.sock"), engine.config.address(), hold=True)
+    killed = []
+
+    def cancel():
+        if relay.holding.wait(120):
+            for pid in _plugin_pids(gimp.root):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            relay.closed_by_client.wait(10)
+        relay.release.set()
+
+    t = threading.Thread(target=cancel, daemon=True)
+    t.start()
+    try:
+        rep, out, took = gimp.batch(TWO_RUNS, env={"TINCT_SOCKET": relay.path})
+    finally:
+        relay.close()
+    t.join(5)
+    _check(rep, out)
+    assert killed, "the plug-in process was not found while the engine worked"
+    first = rep["first"]
+    assert first["status"] != "success"
+    assert first["layers"] == ["Background"] and first["same"]
+    second = rep["second"]
+    assert second["status"] == "success", second["msg"]
+    assert second["layers"] == ["Tinct color", "Background"] and second["same"]
+
+
+def test_engine_dies_mid_run_clean_error(gimp, engine):
+    relay = Relay(gimp.path("run", "relay-crash.sock"), engine.config.address(), hold=True)
+    killed = []
+
+    def crash():
+        if relay.holding.wait(120):
+            killed.append(engine.kill())
+
+    t = threading.Thread(target=crash, daemon=True)
+    t.start()
+    try:
+        rep, out, took = gimp.batch(ONE_RUN, env={"TINCT_SOCKET": relay.path})
+    finally:
+        relay.close()
+    t.join(5)
+    _check(rep, out)
+    assert killed and killed[0], "the engine was not killed mid-run"
+    r = rep["run"]
+    assert r["status"] == "execution-error"
+    assert "stopped while working on the photo" in r["msg"] and "not changed" in r["msg"], r["msg"]
+    assert took < 60, "the crash was noticed only after %.0f s" % took
+    assert r["layers"] == ["Background"] and r["same"]
+
+
+def test_engine_stopped_without_a_start_command_clean_error(gimp):
+    gimp.engine.stop()
+    assert not gimp.engine.running()
+    with open(engine_json(gimp)) as fh:
+        cfg = json.load(fh)
+    cfg["command"] = cfg["python"] = None
+    alt = gimp.path("engine-nostart.json")
+    with open(alt, "w") as fh:
+        json.dump(cfg, fh)
+    rep, out, took = gimp.batch(ONE_RUN, env={"TINCT_ENGINE_CONFIG": alt})
+    _check(rep, out)
+    r = rep["run"]
+    assert r["status"] == "execution-error"
+    assert "No Tinct engine is running" in r["msg"] and "not changed" in r["msg"], r["msg"]
+    assert r["layers"] == ["Background"] and r["same"]
+    assert not gimp.engine.running()
+
+
+def test_engine_stopped_autostart_recovers(gimp):
+    """With the engine stopped, the plug-in's client starts one from engine.json's command (inside the
+    chroot, where GIMP runs) and the run succeeds."""
+    gimp.engine.stop()
+    assert not gimp.engine.running()
+    rep, out, took = gimp.batch(ONE_RUN)
+    _check(rep, out)
+    r = rep["run"]
+    assert r["status"] == "success", r["msg"]
+    assert r["layers"] == ["Tinct color", "Background"] and r["same"]
+    st = gimp.engine.status()
+    assert st is not None, "no engine runs after the autostart"
+    assert process_root(st["pid"]) == gimp.root, "the engine was not started by the plug-in inside GIMP's chroot"
+    print("autostarted engine: pid %s, root %s; batch %.1fs" % (st["pid"], process_root(st["pid"]), took))
