@@ -150,7 +150,12 @@ def run_colorize(args):
     if args.engine:
         from .server.commands import colorize_via_engine
 
-        return colorize_via_engine(args.input, out, args.hints, args.reference, args.size, progress=True)
+        if args.model or getattr(args, "fused_model", None):
+            raise TinctError("--model cannot be combined with --engine: the engine serves the model it was "
+                             "started with (tinct serve --model ...)")
+        return colorize_via_engine(args.input, out, args.hints, args.reference, args.size, progress=True,
+                                   method=args.method, device=args.device, bits=args.bits,
+                                   instances=getattr(args, "instances", None))
     reference = load_reference(args.reference)
     colorizer = make_colorizer(args)
     from tqdm import tqdm

@@ -91,3 +91,59 @@ def global_hint_vector(reference_rgb=None, use_histogram=True, use_saturation=Tr
         vec[NUM_BINS + 1] = mean_saturation(reference_rgb)
         vec[NUM_BINS + 2] = 1.0
     return vec
+
+
+COMPOSE_STRIP_ROWS = 512
+
+
+def _unit_scale(dtype):
+    return 255.0 if dtype == np.uint8 else (65535.0 if dtype == np.uint16 else 1.0)
+
+
+def compose_hint_layers(layers, height, width):
+    """Merge hint layers into one (height, width, 4) RGBA image, as GIMP stacks them.
+
+    layers: (rgba ndarray (h, w, 4), offset_x, offset_y, opacity 0..1) in stacking
+    order, bottom first; uint8, uint16 or float [0, 1]. Layers may be any size and
+    lie partly outside the photo. Alpha is composited with "over"; colors stay
+    unpremultiplied, so a soft-edged dot keeps its painted color. Any pixel a layer
+    touches keeps alpha > 0 (it stays a hint) however faint. The result is uint8
+    when every layer is uint8, else uint16. One full-size opaque-opacity layer at
+    (0, 0) is returned as it is.
+    """
+    layers = [(np.asarray(rgba), int(x), int(y), float(opacity)) for rgba, x, y, opacity in layers]
+    for i, (rgba, _, _, _) in enumerate(layers, 1):
+        if rgba.ndim != 3 or rgba.shape[2] != 4:
+            raise ValueError("hint layer %d must be RGBA (h, w, 4), got shape %s" % (i, rgba.shape))
+    out_dtype = np.uint8 if all(rgba.dtype == np.uint8 for rgba, _, _, _ in layers) else np.uint16
+    if len(layers) == 1:
+        rgba, x, y, opacity = layers[0]
+        if (x, y) == (0, 0) and rgba.shape[:2] == (height, width) and opacity >= 1.0 and rgba.dtype == out_dtype:
+            return rgba
+    out = np.zeros((height, width, 4), out_dtype)
+    top = _unit_scale(out_dtype)
+    for rgba, x, y, opacity in layers:
+        h, w = rgba.shape[:2]
+        y0, y1, x0, x1 = max(0, y), min(height, y + h), max(0, x), min(width, x + w)
+        if y1 <= y0 or x1 <= x0 or opacity <= 0:
+            continue
+        scale = _unit_scale(rgba.dtype)
+        for s0 in range(y0, y1, COMPOSE_STRIP_ROWS):
+            s1 = min(y1, s0 + COMPOSE_STRIP_ROWS)
+            src = rgba[s0 - y:s1 - y, x0 - x:x1 - x]
+            alpha = np.clip(src[..., 3:4].astype(np.float32) / scale, 0.0, 1.0) * opacity
+            touched = alpha[..., 0] > 0
+            if not touched.any():
+                continue
+            color = np.clip(src[..., :3].astype(np.float32) / scale, 0.0, 1.0)
+            dst = out[s0:s1, x0:x1].astype(np.float32) / top
+            under = dst[..., 3:4] * (1.0 - alpha)
+            new_alpha = alpha + under
+            mixed = (color * alpha + dst[..., :3] * under) / np.maximum(new_alpha, 1e-12)
+            block = np.empty(dst.shape, out_dtype)
+            block[..., :3] = np.round(np.clip(mixed, 0.0, 1.0) * top)
+            a = np.round(new_alpha[..., 0] * top)
+            block[..., 3] = np.where(touched, np.maximum(a, 1.0), a)
+            region = out[s0:s1, x0:x1]
+            region[touched] = block[touched]
+    return out

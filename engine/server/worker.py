@@ -1,0 +1,249 @@
+"""Runs colorize requests one at a time, in fair order, on the loaded Colorizer.
+
+The model is loaded once at start; one inference thread keeps memory bounded
+(one full-size result at a time) and leaves no contention between requests.
+Progress goes to each request's own connection through its outbox, so a client
+that stops reading never blocks this thread.
+"""
+
+import inspect
+import sys
+import threading
+import time
+import traceback
+
+import numpy as np
+
+from .. import TinctError
+from ..color import lab_to_srgb_int
+from ..hints import compose_hint_layers
+from .protocol import place_mask
+from .scheduler import FairQueue
+
+PIPELINE_SHARE = 0.85   # progress fraction for Colorizer.colorize; the rest is rendering the outputs
+HEARTBEAT_S = 2.0
+
+
+class Cancelled(Exception):
+    pass
+
+
+class Job:
+    """One queued or running colorize request."""
+
+    def __init__(self, conn, request):
+        self.conn = conn
+        self.request = request
+        self.id = request.id
+        self.cancel = threading.Event()
+        self.cancel_reason = ("cancelled", "cancelled")
+        self.enqueued = time.time()
+        self.fraction = 0.0
+        self.message = "Queued"
+
+    def check(self):
+        if self.cancel.is_set() or self.conn.is_closed():
+            raise Cancelled()
+
+    def report(self, fraction, message):
+        self.check()
+        self.fraction, self.message = float(fraction), str(message)
+        self.conn.send_progress(self.id, self.fraction, self.message)
+
+
+class Worker:
+    def __init__(self, colorizer, make_colorizer, log=None):
+        self.default = colorizer
+        self.make_colorizer = make_colorizer
+        self.colorizers = {}
+        self.queue = FairQueue()
+        self.current = None
+        self.served = 0
+        self.failed = 0
+        self.log = log or (lambda text: None)
+        self._stop = threading.Event()
+        self._worked = False
+        self._threads = [threading.Thread(target=self._run, name="tinct-worker", daemon=True),
+                         threading.Thread(target=self._heartbeat, name="tinct-heartbeat", daemon=True)]
+
+    def start(self):
+        for t in self._threads:
+            t.start()
+
+    def features(self):
+        params = inspect.signature(self.default.colorize).parameters
+        return {"damage": "damage" in params, "instances": "instances" in params}
+
+    def submit(self, job):
+        ahead = len(self.queue.order()) + (1 if self.current is not None else 0)
+        self.queue.put(job.conn, job)
+        job.conn.send_progress(job.id, 0.0, _waiting(ahead))
+
+    def cancel(self, job, code="cancelled", message="cancelled"):
+        """Cancel a queued or running job; a queued one is answered at once."""
+        job.cancel_reason = (code, message)
+        job.cancel.set()
+        if self.queue.remove(job.conn, lambda j: j is job):
+            self._finish(job, error=(code, message))
+
+    def drop_connection(self, conn):
+        """The client went away: forget its queued jobs, stop its running one."""
+        for job in self.queue.remove(conn):
+            job.cancel.set()
+            conn.job_done(job.id)
+        current = self.current
+        if current is not None and current.conn is conn:
+            current.cancel.set()
+
+    def stop(self, message):
+        self._stop.set()
+        for job in self.queue.close():
+            self._finish(job, error=("shutting_down", message))
+        current = self.current
+        if current is not None:
+            current.cancel_reason = ("shutting_down", message)
+            current.cancel.set()
+        self._threads[0].join(timeout=30)
+
+    def colorizer_for(self, device):
+        if device == "auto" or device == self.default.device:
+            return self.default
+        if device not in self.colorizers:
+            c = self.make_colorizer(device)
+            c.runtime  # load now: a missing CUDA provider is an error for this request only
+            self.colorizers[device] = c
+        return self.colorizers[device]
+
+    def _run(self):
+        while not self._stop.is_set():
+            job = self.queue.get(timeout=0.5)
+            if job is None:
+                continue
+            self.current = job
+            try:
+                self._process(job)
+            finally:
+                self.current = None
+                self._worked = True
+
+    def _heartbeat(self):
+        """Tell waiting and working clients the engine is alive (their read timeouts rely on it);
+        once idle after work, hand freed memory back to the system."""
+        while not self._stop.wait(HEARTBEAT_S):
+            current = self.current
+            if current is not None and not current.cancel.is_set():
+                current.conn.send_progress(current.id, current.fraction, current.message)
+            queued = self.queue.order()
+            for ahead, job in enumerate(queued, 1 if current is not None else 0):
+                job.conn.send_progress(job.id, 0.0, _waiting(ahead))
+            if self._worked and current is None and not queued:
+                self._worked = False
+                release_free_memory()
+
+    def _process(self, job):
+        t0 = time.time()
+        try:
+            job.check()
+            header, arrays = self._colorize(job, t0)
+        except Cancelled:
+            self._finish(job, error=job.cancel_reason)
+        except TinctError as exc:
+            self.failed += 1
+            self._finish(job, error=("engine", str(exc)))
+        except MemoryError:
+            self.failed += 1
+            self._finish(job, error=("out_of_memory", "the engine ran out of memory; use a smaller photo or "
+                                     "close other programs"))
+        except Exception as exc:  # never let one request kill the engine
+            self.failed += 1
+            traceback.print_exc(file=sys.stderr)
+            self._finish(job, error=("internal", "internal error in the engine: %s: %s" % (type(exc).__name__, exc)))
+        else:
+            self.served += 1
+            self.log("request %s: %dx%d in %.2f s" % (job.id, job.request.width, job.request.height, time.time() - t0))
+            self._finish(job, result=(header, arrays))
+
+    def _finish(self, job, result=None, error=None):
+        job.request = None  # free the photo as soon as possible
+        if error is not None:
+            job.conn.send_error(job.id, error[0], error[1], fatal=False)
+        else:
+            job.conn.send(*result)
+        job.conn.job_done(job.id)
+
+    def _colorize(self, job, t0):
+        req = job.request
+        opts = req.options
+        H, W = req.height, req.width
+        colorizer = self.colorizer_for(opts["device"])
+        params = inspect.signature(colorizer.colorize).parameters
+        extra, ignored = {}, list(req.notes)
+        if req.damage is not None:
+            if "damage" in params:
+                extra["damage"] = place_mask(req.damage[0], req.damage[1], req.damage[2], H, W)
+            else:
+                ignored.append("damage mask: this engine has no restoration step yet")
+        if req.instances:
+            if "instances" in params:
+                extra["instances"] = [place_mask(m, x, y, H, W) for m, x, y in req.instances]
+            else:
+                ignored.append("%d instance mask%s: this engine's model is not instance-aware yet"
+                               % (len(req.instances), "" if len(req.instances) == 1 else "s"))
+        elif opts["instances"] in ("auto", "none") and "instances" in params:
+            extra["instances"] = opts["instances"]
+        hints = compose_hint_layers(req.hints, H, W) if req.hints else None
+
+        def pipeline_progress(fraction, message):
+            job.report(PIPELINE_SHARE * fraction, message)
+
+        t1 = time.time()
+        result = colorizer.colorize(req.photo, hints=hints, reference=req.reference, size=opts["size"],
+                                    method=opts["method"], progress=pipeline_progress, **extra)
+        t2 = time.time()
+        arrays = build_outputs(result, opts["render"], opts["ab"], job)
+        info = dict(result.info)
+        info.update({"queue_s": round(t0 - job.enqueued, 4), "compose_s": round(t1 - t0, 4),
+                     "colorize_s": round(t2 - t1, 4), "render_s": round(time.time() - t2, 4)})
+        if ignored:
+            info["ignored"] = ignored
+        header = {"type": "result", "id": job.id, "width": W, "height": H, "info": info}
+        names = []
+        if opts["ab"]:
+            names.append("ab")
+        if opts["render"]:
+            names.append("rgb")
+        for i, name in enumerate(names):
+            header[name] = {"buffer": i}
+        return header, arrays
+
+
+def build_outputs(result, render_bits, ab_dtype, job=None):
+    """[ab (H, W, 2) float16|32]? + [rgb (H, W, 3) uint8|16]? in one pass over the result's strips."""
+    H, W = result.height, result.width
+    ab = np.empty((H, W, 2), ab_dtype) if ab_dtype else None
+    rgb = np.empty((H, W, 3), np.uint8 if render_bits == 8 else np.uint16) if render_bits else None
+    for y0, l, ab_strip in result.strips():
+        y1 = y0 + len(l)
+        if ab is not None:
+            ab[y0:y1] = ab_strip
+        if rgb is not None:
+            rgb[y0:y1] = lab_to_srgb_int(l, ab_strip, render_bits)
+        if job is not None:
+            job.report(PIPELINE_SHARE + (1 - PIPELINE_SHARE) * y1 / float(H), "Rendering")
+    return [a for a in (ab, rgb) if a is not None]
+
+
+def release_free_memory():
+    """Return freed heap memory to the OS (glibc keeps big freed blocks), so an idle engine stays small."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _waiting(ahead):
+    if ahead <= 0:
+        return "Starting"
+    return "Waiting for %d request%s ahead" % (ahead, "" if ahead == 1 else "s")
