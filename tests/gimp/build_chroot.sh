@@ -6,8 +6,9 @@ set -euo pipefail
 DIR=${TINCT_GIMP_CHROOT:-/var/cache/tinct/gimp-chroot}
 MIRROR=${TINCT_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 READY="$DIR/.tinct-ready"
-# GIMP 3 and its Python; Xvfb + xdotool let one test open the Colorize dialog and press OK.
-PKGS="gimp python3-gi gir1.2-gimp-3.0 python3-numpy xvfb xauth xdotool"
+# GIMP 3 and its Python; Xvfb + xdotool drive the dialogs and Edit > Undo in GIMP's GUI; a D-Bus
+# session with AT-SPI (at-spi2-core, gir1.2-atspi-2.0) lets a test read the progress bar and press Cancel.
+PKGS="gimp python3-gi gir1.2-gimp-3.0 python3-numpy xvfb xauth xdotool dbus-daemon at-spi2-core gir1.2-atspi-2.0"
 
 if [ -f "$READY" ] && [ "$(cat "$READY")" = "$PKGS" ]; then
   echo "gimp chroot: ready at $DIR"

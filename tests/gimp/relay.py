@@ -8,8 +8,9 @@ one and the relay only forwards bytes (frame format: docs/protocol.md: a 16-byte
   buffer to NNN-bK.raw, written before the request is passed on, so a GIMP batch script
   that sees its run finish can name the request it made;
 * hold: pass the handshake (the first reply frame) through, then hold every later frame the
-  engine sends (progress, result) until release(): a run provably in the middle of its
-  engine request, the moment GIMP's Cancel or an engine crash can strike.
+  engine sends (progress, result) until release(), or let them through one by one (step()):
+  a run provably in the middle of its engine request, the moment GIMP's Cancel or an engine
+  crash can strike, and GIMP's progress bar can be read between two progress events.
 """
 
 import json
@@ -78,7 +79,11 @@ class Relay(object):
         self.release = threading.Event()   # let held answers through
         self.closed_by_client = threading.Event()
         self.recorded = 0
+        self.passed = 0                    # frames passed to the client after the handshake
+        self.requests = 0                  # colorize requests seen
         self._record_lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._allow = 0
         if not hold:
             self.release.set()
         if record_dir:
@@ -94,6 +99,8 @@ class Relay(object):
     def close(self):
         self._stop = True
         self.release.set()
+        with self._cond:
+            self._cond.notify_all()
         try:
             self.sock.close()
         finally:
@@ -136,8 +143,13 @@ class Relay(object):
                 except EOFError:
                     self.closed_by_client.set()
                     break
-                if self.record_dir and header.get("type") == "colorize":
-                    self._record(header, payload)
+                if header.get("type") == "colorize":
+                    with self._cond:
+                        self.requests += 1
+                        self.holding.clear()   # set again once this request's answer is held
+                        self._allow = 0        # steps granted to an earlier request do not carry over
+                    if self.record_dir:
+                        self._record(header, payload)
                 engine.sendall(frame)
         except OSError:
             self.closed_by_client.set()
@@ -148,34 +160,48 @@ class Relay(object):
                 except OSError:
                     pass
 
-    def _down(self, engine, client):
-        """engine -> client: the hello reply at once, later frames only after release(). An engine that
-        dies while its answer is held closes the client's connection at once, as a dead engine does."""
-        lock = threading.Lock()
-        state = {"held": [], "flushed": False}
+    def step(self, frames=1):
+        """Let `frames` more held frames through (hold mode), one progress event at a time."""
+        with self._cond:
+            self._allow += frames
+            self._cond.notify_all()
 
-        def flush():
-            self.release.wait()
-            with lock:
-                try:
-                    for frame in state["held"]:
-                        client.sendall(frame)
-                except OSError:
-                    pass
-                state["held"] = []
-                state["flushed"] = True
+    def _down(self, engine, client):
+        """engine -> client: the hello reply at once, later frames only as release() / step() allow.
+        An engine that dies while its answer is held closes the client's connection at once, as a
+        dead engine does."""
+        pending = []
+        state = {"dead": False}
+
+        def reader():
+            try:
+                while True:
+                    frame = _read_frame(engine)[0]
+                    with self._cond:
+                        pending.append(frame)
+                        self._cond.notify_all()
+            except (EOFError, OSError):
+                pass
+            with self._cond:
+                state["dead"] = True
+                self._cond.notify_all()
 
         try:
             client.sendall(_read_frame(engine)[0])
-            threading.Thread(target=flush, daemon=True).start()
+            threading.Thread(target=reader, daemon=True).start()
             while True:
-                frame = _read_frame(engine)[0]
-                with lock:
-                    if state["flushed"]:
-                        client.sendall(frame)
-                    else:
-                        state["held"].append(frame)
-                        self.holding.set()
+                with self._cond:
+                    while not state["dead"] and not (pending and (self.release.is_set() or self._allow > 0)):
+                        if pending:
+                            self.holding.set()
+                        self._cond.wait(0.2)
+                    if state["dead"]:
+                        break
+                    frame = pending.pop(0)
+                    if not self.release.is_set():
+                        self._allow -= 1
+                    self.passed += 1
+                client.sendall(frame)
         except (EOFError, OSError):
             pass
         finally:

@@ -10,7 +10,6 @@ the automatic run was), never by value.
 Run: `python3 -m pytest -q -m gimp tests/gimp` (root; builds the chroot on first use).
 """
 
-import contextlib
 import json
 import os
 import signal
@@ -22,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.gimp import harness
+from tests.gimp import gui, harness
 from tests.gimp.real_engine import RealEngine, engine_json, process_root
 from tests.gimp.relay import Relay, load_request
 
@@ -538,46 +537,28 @@ def test_colorize_again_uses_the_last_settings(gimp, engine):
     assert (opts["size"], opts["instances"], opts["device"]) == (128, "none", "cpu")
 
 
-@contextlib.contextmanager
-def xvfb(gimp, screen="1280x1024x24"):
-    display = ":%d" % (50 + os.getpid() % 40)
-    proc = subprocess.Popen(gimp.chroot_cmd(["/usr/bin/Xvfb", display, "-screen", "0", screen, "-nolisten", "tcp"]),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        time.sleep(0.5)
-        yield display
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-def _x(gimp, display, *args, timeout=30):
-    return subprocess.run(gimp.chroot_cmd(["timeout", str(timeout), "xdotool"] + list(args), {"DISPLAY": display}),
-                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, universal_newlines=True).stdout.split()
-
-
 def _interactive(gimp, body, windows, keys=None):
     """Run a batch in GIMP on Xvfb, pressing a key (Return) in each dialog titled as in `windows`."""
     keys = keys or ["Return"] * len(windows)
     seen = []
-    with xvfb(gimp) as display:
+    with gui.desktop(gimp) as env:
         def press():
             for title, key in zip(windows, keys):
-                found = _x(gimp, display, "search", "--sync", "--name", "^%s$" % title, timeout=90)
+                found = gui.xdotool(gimp, env, "search", "--sync", "--name", "^%s$" % title, timeout=90)
                 if not found:
                     return
                 seen.append(title)
                 time.sleep(1.0)  # let it map and settle
                 for _ in range(10):  # press until the dialog is gone (a press before it is ready is lost)
-                    _x(gimp, display, "windowfocus", "--sync", found[0])
-                    _x(gimp, display, "key", "--window", found[0], key)
+                    gui.xdotool(gimp, env, "windowfocus", "--sync", found[0])
+                    gui.xdotool(gimp, env, "key", "--window", found[0], key)
                     time.sleep(1.5)
-                    if found[0] not in _x(gimp, display, "search", "--name", "^%s$" % title):
+                    if found[0] not in gui.xdotool(gimp, env, "search", "--name", "^%s$" % title):
                         break
 
         t = threading.Thread(target=press, daemon=True)
         t.start()
-        rep, out, took = gimp.batch(body, env={"DISPLAY": display}, timeout=180)
+        rep, out, took = gimp.batch(body, env=env, timeout=180)
         t.join(10)
     _check(rep, out)
     assert seen == list(windows), "dialogs seen: %s\n%s" % (seen, out[-2000:])
@@ -695,7 +676,7 @@ disp.delete()
 def test_one_undo_restores_the_document(gimp, engine):
     """In GIMP's GUI (Xvfb), Edit > Undo (Ctrl+Z) once takes back a whole Colorize run."""
     pressed = []
-    with xvfb(gimp) as display:
+    with gui.desktop(gimp) as env:
         def undoer():
             for n in (1, 2, 3, 4):
                 t0 = time.time()
@@ -705,19 +686,17 @@ def test_one_undo_restores_the_document(gimp, engine):
                     time.sleep(0.1)
                 win = None
                 for _ in range(50):
-                    for i in _x(gimp, display, "search", "--name", "GIMP$"):
-                        name = subprocess.run(gimp.chroot_cmd(["xdotool", "getwindowname", i], {"DISPLAY": display}),
-                                              stdout=subprocess.PIPE, universal_newlines=True).stdout
-                        if "layer" in name:  # the image window: "[Untitled]-1.0 (RGB color ..., 2 layers) ..."
+                    for i in gui.xdotool(gimp, env, "search", "--name", "GIMP$"):
+                        if "layer" in gui.window_name(gimp, env, i):  # the image window: "[Untitled]-1.0 (RGB color ..., 2 layers) ..."
                             win = i
                     if win:
                         break
                     time.sleep(0.2)
                 if win is None:
                     break
-                _x(gimp, display, "windowfocus", "--sync", win)
+                gui.xdotool(gimp, env, "windowfocus", "--sync", win)
                 time.sleep(0.3)
-                _x(gimp, display, "key", "--window", win, "ctrl+z")
+                gui.xdotool(gimp, env, "key", "--window", win, "ctrl+z")
                 pressed.append(n)
                 open(gimp.path("undone-%d" % n), "w").close()
             for n in (1, 2, 3, 4):  # never leave the batch waiting
@@ -725,7 +704,7 @@ def test_one_undo_restores_the_document(gimp, engine):
 
         t = threading.Thread(target=undoer, daemon=True)
         t.start()
-        rep, out, took = gimp.batch(UNDO, env={"DISPLAY": display}, timeout=240, gui=True)
+        rep, out, took = gimp.batch(UNDO, env=env, timeout=240, gui=True)
         t.join(10)
     _check(rep, out)
     assert pressed == [1, 2, 3, 4], "could not drive Edit > Undo:\n" + out[-2000:]
@@ -735,6 +714,87 @@ def test_one_undo_restores_the_document(gimp, engine):
     assert rep["undo1"]["same_layer"] and rep["undo1"]["restored"], "one undo did not bring back the previous result"
     assert rep["undo4"]["layers"] == ["Background"]
     assert rep["undo4"]["base"] == "gray" and rep["undo4"]["same"]
+
+
+PROGRESS_GUI = r"""
+img = load(WORK + "/photo.png")
+disp = Gimp.Display.new(img)
+Gimp.displays_flush()
+photo = img.get_layers()[0]
+before = native(photo)
+st, msg, _ = run("plug-in-tinct-colorize", img, [photo])
+REPORT["run1"] = {"status": st, "msg": msg, "layers": describe(img)}
+result = img.get_layers()[0]
+result_pixels = read(result)
+st, msg, _ = run("plug-in-tinct-colorize", img, [photo])
+REPORT["run2"] = {"status": st, "msg": msg, "layers": describe(img), "same": native(photo) == before,
+                  "result_kept": img.get_layers()[0].get_id() == result.get_id() and read(result) == result_pixels}
+disp.delete()
+"""
+
+
+def test_progress_bar_moves_and_cancel_button_stops_the_run(gimp, engine):
+    """In GIMP's GUI: the image window's progress bar (read through AT-SPI) moves as the engine reports
+    progress, one event at a time; then a second run is stopped with the status bar's Cancel button,
+    and the document, including the first run's result, is exactly as it was."""
+    relay = Relay(gimp.path("run", "relay-gui.sock"), engine.config.address(), hold=True)
+    samples, clicked, problems = [], [], []
+    try:
+        with gui.desktop(gimp, accessibility=True) as env:
+            env["TINCT_SOCKET"] = relay.path
+
+            def drive():
+                probe = gui.Probe(gimp, env)
+                try:
+                    steer(probe)
+                except Exception as exc:
+                    problems.append(repr(exc))
+                finally:
+                    relay.release.set()
+                    probe.close()
+
+            def steer(probe):
+                if not relay.holding.wait(150):
+                    return problems.append("run 1 never reached the engine")
+                bar = probe.ask("bar", 60)
+                if not bar["found"]:
+                    return problems.append("no progress bar while run 1 waits for the engine")
+                samples.append(bar["value"])
+                for _ in range(200):  # one engine event at a time, until run 1 ends
+                    relay.step()
+                    time.sleep(0.4)
+                    now = probe.ask("value")
+                    if not now["showing"] or relay.requests > 1:
+                        break
+                    samples.append(now["value"])
+                deadline = time.time() + 150
+                while relay.requests < 2 or not relay.holding.is_set():
+                    if time.time() > deadline:
+                        return problems.append("run 2 never reached the engine")
+                    time.sleep(0.1)
+                if not probe.ask("bar", 60)["found"]:
+                    return problems.append("no progress bar while run 2 waits for the engine")
+                clicked.append(probe.ask("cancel"))
+
+            t = threading.Thread(target=drive, daemon=True)
+            t.start()
+            env_gimp = dict(env, GTK_MODULES="gail:atk-bridge")
+            rep, out, took = gimp.batch(PROGRESS_GUI, env=env_gimp, timeout=300, gui=True)
+            t.join(30)
+    finally:
+        relay.close()
+    _check(rep, out)
+    assert not problems, problems
+    print("progress bar values while the engine worked: %s" % ", ".join("%.3f" % v for v in samples))
+    assert rep["run1"]["status"] == "success", rep["run1"]["msg"]
+    assert len(samples) >= 3
+    assert all(0 <= v <= 1 for v in samples) and samples == sorted(samples), samples
+    assert samples[-1] > samples[0] + 0.1, "the progress bar did not move"
+    assert clicked and clicked[0]["found"] and clicked[0]["clicked"], clicked
+    run2 = rep["run2"]
+    assert run2["status"] == "cancel"
+    assert _names(run2["layers"]) == ["Tinct color", "Background"]
+    assert run2["same"] and run2["result_kept"]
 
 
 # --------------------------------------------------------------------------------------------
