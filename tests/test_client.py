@@ -306,5 +306,7 @@ def test_command_line_colorize_engine_autostarts_and_matches_in_process(home, tm
     from engine.imageio import load_image
 
     np.testing.assert_array_equal(load_image(str(tmp_path / "e.png")), load_image(str(tmp_path / "p.png")))
+    r = tinct("colorize", src, "-o", str(tmp_path / "n.png"), "--engine", "--instances", "none")
+    assert r.returncode == 0 and os.path.exists(tmp_path / "n.png"), r.stderr
     r = tinct("colorize", src, "--engine", "--model", "x.onnx")
     assert r.returncode == 2 and "--model cannot be combined with --engine" in r.stderr

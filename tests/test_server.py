@@ -360,14 +360,16 @@ def test_status_and_stop_commands_and_a_clean_stop():
         e.stop()
 
 
-def test_stale_socket_is_removed_and_a_non_socket_is_refused():
+def test_stale_socket_is_removed_open_folder_tightened_and_a_non_socket_refused():
     e = Engine()
     try:
-        os.makedirs(os.path.dirname(e.socket_path), mode=0o700)
+        os.makedirs(os.path.dirname(e.socket_path))
+        os.chmod(os.path.dirname(e.socket_path), 0o755)  # too open: tightened on start
         dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         dead.bind(e.socket_path)  # a socket file nobody listens on, as a killed engine leaves it
         dead.close()
         e.start()
+        assert stat.S_IMODE(os.stat(os.path.dirname(e.socket_path)).st_mode) == 0o700
         s = e.connect()
         hello(s, e.token)
         s.close()

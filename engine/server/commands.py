@@ -64,7 +64,8 @@ engine runs per user.""")
 
 
 def add_address(p):
-    g = p.add_argument_group("where the engine listens (default: engine.json, then TINCT_SOCKET / TINCT_PORT)")
+    g = p.add_argument_group("where the engine listens (default: TINCT_SOCKET / TINCT_PORT / TINCT_TOKEN_FILE, "
+                             "then engine.json, then the per-user defaults)")
     g.add_argument("--socket", metavar="PATH", help="Unix socket path")
     g.add_argument("--port", type=int, metavar="N", help="TCP port on 127.0.0.1 instead of a Unix socket")
     g.add_argument("--token-file", metavar="PATH", help="where the access token is written/read")

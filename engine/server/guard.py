@@ -16,7 +16,11 @@ TOKEN_BYTES = 32
 
 
 def secure_dir(path):
-    """Create `path` (and parents) so that only the user can enter it; refuse one someone else owns."""
+    """Create `path` (and parents) so that only the user can enter it; refuse one someone else owns.
+
+    Tinct's own folders (named tinct...) are tightened to 0700 if they are not; a folder the
+    user chose (say /tmp for TINCT_TOKEN_FILE) is left alone: the 0600 files protect themselves
+    there, and chmod-ing a shared folder would break other programs."""
     os.makedirs(path, mode=0o700, exist_ok=True)
     if os.name == "nt":
         return path
@@ -24,7 +28,7 @@ def secure_dir(path):
     if st.st_uid != os.getuid():
         raise TinctError("%s belongs to another user (uid %d); refusing to put the engine's files there"
                          % (path, st.st_uid))
-    if stat.S_IMODE(st.st_mode) & 0o077:
+    if stat.S_IMODE(st.st_mode) & 0o077 and os.path.basename(os.path.normpath(path)).startswith("tinct"):
         os.chmod(path, 0o700)
     return path
 
@@ -33,7 +37,12 @@ def write_private(path, text):
     """Write a 0600 file atomically (a temp file renamed over the old one)."""
     secure_dir(os.path.dirname(os.path.abspath(path)))
     tmp = "%s.%d.tmp" % (path, os.getpid())
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+    # O_EXCL | O_NOFOLLOW: never write through a file or link someone else put there
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
     try:
         if hasattr(os, "fchmod"):
             os.fchmod(fd, 0o600)

@@ -61,12 +61,22 @@ class EngineServer:
         self.lock.acquire({"pid": os.getpid(), "address": self.where})
         try:
             self.colorizer.runtime  # load the model before anyone can connect
+            self._preload_instance_model()
             self.token = guard.new_token(self.token_file)
             self.listener = self._listen()
             self.worker.start()
         except BaseException:
             self._cleanup()
             raise
+
+    def _preload_instance_model(self):
+        """Load the instance-aware model too when one is installed; a broken one only costs that mode."""
+        if not getattr(self.colorizer, "fused_model_path", None):
+            return
+        try:
+            self.colorizer.fused
+        except TinctError as exc:
+            log("the instance-aware model is not usable (%s); colorizing with the full network alone" % exc)
 
     def _listen(self):
         if self.transport == "tcp":
@@ -198,8 +208,12 @@ class EngineServer:
                  "file": os.path.basename(rt.path), "device": rt.device}
         if "tinct_version" in meta:
             model["version"] = meta["tinct_version"]
+        models = [model]
+        fused = getattr(self.colorizer, "fused_model_path", None)
+        if fused:
+            models.append({"name": "instance-aware", "file": os.path.basename(fused)})
         return {"type": "hello", "id": rid, "protocol": PROTOCOL_VERSION, "engine": __version__,
-                "device": self.colorizer.device, "models": [model], "methods": ["net", "levin"],
+                "device": self.colorizer.device, "models": models, "methods": ["net", "levin"],
                 "max_pixels": self.max_pixels, "max_frame_bytes": self.limits.max_frame,
                 "features": self.worker.features(), "pid": os.getpid()}
 

@@ -22,6 +22,7 @@ from .scheduler import FairQueue
 
 PIPELINE_SHARE = 0.85   # progress fraction for Colorizer.colorize; the rest is rendering the outputs
 HEARTBEAT_S = 2.0
+IDLE_TRIM_S = 5.0       # idle this long after work: give freed memory back (not between requests of a burst)
 
 
 class Cancelled(Exception):
@@ -63,6 +64,7 @@ class Worker:
         self.log = log or (lambda text: None)
         self._stop = threading.Event()
         self._worked = False
+        self._last_done = 0.0
         self._threads = [threading.Thread(target=self._run, name="tinct-worker", daemon=True),
                          threading.Thread(target=self._heartbeat, name="tinct-heartbeat", daemon=True)]
 
@@ -125,6 +127,7 @@ class Worker:
             finally:
                 self.current = None
                 self._worked = True
+                self._last_done = time.time()
 
     def _heartbeat(self):
         """Tell waiting and working clients the engine is alive (their read timeouts rely on it);
@@ -136,7 +139,7 @@ class Worker:
             queued = self.queue.order()
             for ahead, job in enumerate(queued, 1 if current is not None else 0):
                 job.conn.send_progress(job.id, 0.0, _waiting(ahead))
-            if self._worked and current is None and not queued:
+            if self._worked and current is None and not queued and time.time() - self._last_done > IDLE_TRIM_S:
                 self._worked = False
                 release_free_memory()
 

@@ -234,8 +234,12 @@ class EngineClient(object):
     config:  an engine_config.EngineConfig (default: engine_config.load(), i.e. engine.json + env)
     command: the engine command to use when the config records none (e.g. [python, "-m", "engine", "serve"])
     autostart: start the engine when none answers (hello and colorize only)
-    timeout: seconds without any word from the engine before a request is given up
+    timeout: seconds without any word from the engine before a colorize request is given up
              (a live engine sends progress at least every 2 s)
+    connect_timeout, reply_timeout: for connecting, and for the answer to hello / status / shutdown
+    start_timeout: how long an autostarted engine may take to print its readiness line
+    Attributes after a hello: last_hello, max_pixels, device; started_engine: the Popen of an
+    engine this client started, if any.
     """
 
     max_pixels = None   # the engine's limit, known after the first hello
