@@ -175,13 +175,107 @@ def test_bridge_reply_and_errors():
         EngineBridge(_Client(exc=CancelledError())).colorize(plan, tsettings.Settings())
 
 
+class _Hello(object):
+    """A client whose hello() answers (or raises) and records whether colorize ran."""
+
+    def __init__(self, hello=None, exc=None, autostart=True):
+        self._hello, self.exc, self.autostart, self.calls = hello, exc, autostart, []
+
+    def hello(self):
+        self.calls.append("hello")
+        if self.exc:
+            raise self.exc
+        return self._hello
+
+
+def test_bridge_asks_the_engine_for_its_limit_and_reports_unreachable_plainly():
+    assert EngineBridge(_Hello({"device": "cpu", "max_pixels": 1234})).max_pixels() == 1234
+    client = _Hello({"device": "cpu"})
+    client.max_pixels = 99
+    assert EngineBridge(client).max_pixels() == 99
+
+    class EngineUnavailable(Exception):
+        pass
+    bridge = EngineBridge(_Hello(exc=EngineUnavailable("No Tinct engine is running at unix:/x (refused).")))
+    with pytest.raises(TinctUserError) as err:
+        bridge.max_pixels()
+    assert str(err.value) == "No Tinct engine is running at unix:/x (refused). The image was not changed."
+    with pytest.raises(TinctUserError, match=r"^Tinct: the engine failed \(OSError\)\. The image was not changed\.$"):
+        EngineBridge(_Hello(exc=OSError())).max_pixels()
+
+
+def test_bridge_reply_of_wrong_size_is_refused_before_the_document_changes():
+    from tinct_core.job import apply_result
+
+    class NoTouch(object):
+        def __getattr__(self, name):
+            raise AssertionError("the document was touched: %s" % name)
+    plan = _plan()
+    wrong = pixels.Pixels(b"\x00" * 9, 3, 1, 3, 8)
+    with pytest.raises(TinctUserError, match="3x1 result for a 4x2 photo"):
+        apply_result(NoTouch(), plan, wrong, tsettings.Settings())
+
+
+def test_notices_for_what_the_engine_did_not_use():
+    from tinct_core.job import colorize
+
+    class Host(object):
+        def __init__(self):
+            self.messages, self.progress_calls = [], []
+            self.layer = L("photo", width=4, height=2)
+
+        def base_type(self):
+            return "GRAY"
+
+        def layers(self):
+            return [self.layer]
+
+        def selected(self):
+            return [self.layer]
+
+        def image_id(self):
+            return 1
+
+        def precision_bits(self):
+            return 8
+
+        def read_pixels(self, layer, channels, bits):
+            return pixels.Pixels(b"\x10" * 8 * channels, 4, 2, channels, 8)
+
+        def progress(self, fraction, text=None):
+            self.progress_calls.append((fraction, text))
+
+        def message(self, text):
+            self.messages.append(text)
+
+        def __getattr__(self, name):  # undo groups, conversions, layer placement: recorded no-ops
+            return lambda *a, **k: L("Tinct color", width=4, height=2)
+
+    class Engine(object):
+        def max_pixels(self):
+            return None
+
+        def colorize(self, plan, settings, progress, cancel):
+            progress(0.5, "Colorizing")
+            return pixels.Pixels(b"\x01" * 24, 4, 2, 3, 8), {"ignored": ["damage mask: no restoration step yet"]}
+
+    host = Host()
+    colorize(host, tsettings.Settings(), Engine())
+    assert host.messages == ["Tinct: the engine did not use: damage mask: no restoration step yet."]
+    fractions = [f for f, _ in host.progress_calls]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    texts = [t for _, t in host.progress_calls if t]
+    assert texts == ["Tinct: connecting to the engine", "Tinct: reading the photo", "Tinct: colorizing",
+                     "Tinct: Colorizing", "Tinct: placing the result", "Tinct: done"]
+
+
 # --- Python 2.7 ----------------------------------------------------------------------------
 
-def test_core_and_gimpfu_plugin_run_on_python_27():
-    vermin = shutil.which("vermin")
-    if vermin is None:
-        pytest.skip("vermin is not installed (pip install vermin)")
-    out = subprocess.run([vermin, "-t=2.7-", "-t=3.6-", "--violations", "--no-tips",
-                          os.path.join(ROOT, "plugin", "tinct_core"), os.path.join(ROOT, "plugin", "tinct_gimp2")],
+def test_plugin_runs_on_python_27_and_3():
+    """`vermin -t=2.7- -t=3.6- --violations plugin` is clean: the core, the client and the gimpfu
+    plug-in on GIMP 2.10's Python 2.7, everything on Python 3.6+ (vermin is a test dependency)."""
+    vermin = shutil.which("vermin") or pytest.fail("vermin is missing: pip install -e '.[test]'")
+    out = subprocess.run([vermin, "-t=2.7-", "-t=3.6-", "--violations", "--no-tips", os.path.join(ROOT, "plugin")],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
     assert out.returncode == 0, out.stdout
+    assert "Analyzing" in out.stdout or "Minimum required" in out.stdout, out.stdout

@@ -119,7 +119,11 @@ def test_colorize_places_lch_layer_one_undo_group(plugin, gf, engine):
     assert req["photo"]["channels"] == 3 and req["photo"]["dtype"] == "uint8"
     assert req["options"]["size"] == 128 and req["hints"] == []
     check_one_undo_group(gf, img)
-    assert [p for p in gf.PROGRESS if p[0] is not None][-1][0] == 1.0
+    fractions = [p[0] for p in gf.PROGRESS if p[0] is not None]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(set(fractions)) >= 4
+    texts = [p[1] for p in gf.PROGRESS if p[1]]
+    assert texts[0] == "Tinct: connecting to the engine" and "Tinct: Colorizing" in texts
+    assert texts[-1] == "Tinct: done"
     img.undo()
     assert img.state() == before
 
@@ -311,13 +315,40 @@ def test_add_hint_layer_and_damage_mask(plugin, gf, engine):
     check_one_undo_group(gf, img2)
 
 
-@pytest.mark.parametrize("precision,ok", [(150, 8), (250, 16), (200, None), ("float-linear", None)])
+@pytest.mark.parametrize("precision,ok", [(150, 8), (250, 16), (650, 8), (550, 8), (200, None), (100, None),
+                                          ("float-linear", None)])
 def test_gimp2_precisions(plugin, gf, engine, precision, ok):
+    """GIMP 2.10 gives plug-ins 8-bit pixels unless they enable precision: Tinct enables it for 16-bit
+    gamma (16-bit request and result), works in 8 bits on other perceptual precisions, and refuses
+    linear light with a message."""
     img, photo = make_image(gf, precision="u16-gamma" if ok == 16 else "u8-gamma")
     img.precision = precision
+    original = bytes(photo.buffer)
     plugin.tinct_colorize(img, photo)
+    enabled = ("enable_precision",) in gf.CALLS
     if ok:
         assert engine.requests[0]["photo"]["dtype"] == ("uint8" if ok == 8 else "uint16")
+        assert engine.requests[0]["options"]["render"] == ok
+        assert enabled == (ok == 16)
         assert gf.MESSAGES == [] and names(img) == ["Tinct color", "Background"]
+        res = img.layers[0]
+        assert len(res.buffer) == photo.width * photo.height * 4 * (2 if ok == 16 else 1)
+        if ok == 16:  # the 16-bit result went in untruncated: R = the photo's 16-bit gray
+            assert bytes(res.buffer[0:2]) == original[0:2]
     else:
-        assert "Image > Precision" in gf.MESSAGES[0] and names(img) == ["Background"]
+        assert "Image > Precision > Perceptual gamma" in gf.MESSAGES[0] and names(img) == ["Background"]
+        assert not engine.requests
+    assert bytes(photo.buffer) == original
+
+
+def test_gimp2_16bit_compat_pixels_when_precision_is_not_enabled(gf):
+    """The stub itself: without enable_precision a 16-bit drawable reads as 8-bit samples (GIMP 2.10)."""
+    gf.reset()
+    img = gf.Image(2, 1, precision="u16-gamma")
+    layer = img.add_layer(gf.Layer(img, "l", 2, 1, gf.GRAY_IMAGE))
+    layer.buffer = bytearray([0x00, 0x00, 0xff, 0xff])
+    rgn = layer.get_pixel_rgn(0, 0, 2, 1, False, False)
+    assert rgn.bpp == 1 and rgn[0:2, 0:1] == b"\x00\xff"
+    gf.pdb.gimp_plugin_enable_precision()
+    assert layer.get_pixel_rgn(0, 0, 2, 1, False, False)[0:2, 0:1] == b"\x00\x00\xff\xff"
+    gf.reset()

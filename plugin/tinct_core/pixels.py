@@ -127,6 +127,14 @@ def to_8bit(pix):
     return Pixels(bytes(out), pix.width, pix.height, pix.channels, 8)
 
 
+def to_16bit(pix):
+    """An 8-bit buffer widened to 16 bits (v * 257: 0 -> 0, 255 -> 65535)."""
+    if pix.bits == 16:
+        return pix
+    out = array("H", [v * 257 for v in bytearray(pix.data)])
+    return Pixels(_bytes(out), pix.width, pix.height, pix.channels, 16)
+
+
 def convert_channels(pix, channels):
     """The buffer with 1 (Y), 2 (YA), 3 (RGB) or 4 (RGBA) channels: gray is replicated, RGB is reduced
     to its luma (Rec. 601, as GIMP 2 does), and a missing alpha is opaque."""

@@ -12,8 +12,9 @@ A thin adapter over tinct_core (installed beside this file). Procedures:
   plug-in-tinct-add-hint-layer    a transparent `Tinct hints` layer above the photo
   plug-in-tinct-add-damage-mask   a transparent `Tinct damage` layer above the photo
 
-GIMP 2.10 works with 8-bit and 16-bit gamma (non-linear) integer images; for other
-precisions Tinct asks to convert with Image > Precision.
+GIMP 2.10 hands a plug-in 8-bit pixels unless it enables precision: Tinct does that for
+16-bit gamma images (16-bit result) and works in 8 bits on the other perceptual precisions;
+linear-light images are refused with a message (see plugin_bits).
 """
 
 import os
@@ -31,7 +32,7 @@ from tinct_core import roles, settings as tsettings  # noqa: E402
 from tinct_core.engine import EngineBridge  # noqa: E402
 from tinct_core.errors import TinctUserError  # noqa: E402
 from tinct_core.job import Host, colorize  # noqa: E402
-from tinct_core.pixels import Pixels, convert_channels  # noqa: E402
+from tinct_core.pixels import Pixels, convert_channels, to_8bit, to_16bit  # noqa: E402
 
 INSTANCES = ("auto", "none", "selection")
 REFERENCES = ("none", "layer", "file")
@@ -40,11 +41,36 @@ MENU = "<Image>/Filters/Colors/Tinct"
 
 
 def _precision_name(image):
+    """GIMP 2.10's precision as text: pygimp hands out the enum's number (150 = 8-bit gamma)."""
     try:
         value = gimpfu.pdb.gimp_image_get_precision(image)
     except Exception:
-        return "u8-gamma"
-    return str(getattr(value, "value_nick", None) or value).lower()
+        return "150"
+    return str(getattr(value, "value_nick", None) or value).lower().replace("_", "-")
+
+
+def plugin_bits(image):
+    """The bits per sample Tinct reads and writes for this image in GIMP 2.10.
+
+    A GIMP 2.10 plug-in gets 8-bit perceptual pixels, whatever the image's precision, unless it
+    calls gimp_plugin_enable_precision(); Tinct enables it for 16-bit gamma images only (16-bit
+    in, 16-bit result) and lets GIMP convert the other perceptual precisions to and from 8 bits.
+    Linear-light images are refused: their 8-bit pixels are not the sRGB values the engine
+    expects. Precisions (GimpPrecision): 100/150 8-bit linear/gamma, 200/250 16-bit, 300/350
+    32-bit, 500/550 half, 600/650 float, 700/750 double.
+    """
+    name = _precision_name(image)
+    linear = "linear" in name or (name.isdigit() and int(name) % 100 == 0)
+    if linear:
+        raise TinctUserError("Tinct for GIMP 2.10 works on perceptual (gamma) images, and this one is linear "
+                             "light. Choose Image > Precision > Perceptual gamma (sRGB) and run Tinct again.")
+    if "u16" in name or "16-bit" in name or name == "250":
+        return 16
+    return 8
+
+
+def _native_channels(drawable):
+    return (3 if getattr(drawable, "is_rgb", True) else 1) + (1 if drawable.has_alpha else 0)
 
 
 class Gimp2Host(Host):
@@ -54,6 +80,7 @@ class Gimp2Host(Host):
         self.image = image
         self.drawable = drawable
         self._progress_started = False
+        self._precision_enabled = False
 
     # --- reading -----------------------------------------------------------------
     def image_id(self):
@@ -67,18 +94,12 @@ class Gimp2Host(Host):
             return "GRAY"
         return "RGB"
 
-    def _bits(self):
-        # GIMP 2.10 precisions: 100/150 = 8-bit linear/gamma, 200/250 = 16-bit linear/gamma, ...
-        name = _precision_name(self.image).replace("_", "-")
-        if "u8" in name or "8-bit" in name or name in ("0", "100", "150"):
-            return 8
-        if (("u16" in name or "16-bit" in name) and "linear" not in name) or name == "250":
-            return 16
-        raise TinctUserError("Tinct for GIMP 2.10 works on 8-bit and 16-bit gamma integer images. "
-                             "Choose Image > Precision > 8 bit integer (or 16 bit) and run Tinct again.")
-
     def precision_bits(self):
-        return self._bits()
+        bits = plugin_bits(self.image)
+        if bits == 16 and not self._precision_enabled:
+            gimpfu.pdb.gimp_plugin_enable_precision()  # pixel regions now hand out 16-bit samples
+            self._precision_enabled = True
+        return bits
 
     def info(self, layer, parent_visible=True):
         x, y = layer.offsets
@@ -112,16 +133,12 @@ class Gimp2Host(Host):
         w, h = drawable.width, drawable.height
         rgn = drawable.get_pixel_rgn(0, 0, w, h, False, False)
         data = rgn[0:w, 0:h]
-        own_bits = self._bits()  # pixel regions hand out the drawable's own format
-        native = Pixels(bytes(data), w, h, rgn.bpp // (own_bits // 8), own_bits)
-        pix = convert_channels(native, channels)
-        if bits != pix.bits:
-            if bits == 8:
-                from tinct_core.pixels import to_8bit
-                pix = to_8bit(pix)
-            else:
-                raise TinctUserError("Tinct could not read '%s' at 16 bits." % layer.name)
-        return pix
+        native_channels = _native_channels(drawable)
+        own_bits = 8 * (rgn.bpp // native_channels)  # what the pixel region hands out (see plugin_bits)
+        if own_bits not in (8, 16) or rgn.bpp % native_channels:
+            raise TinctUserError("Tinct cannot read the pixels of '%s' (%d bytes per pixel)." % (layer.name, rgn.bpp))
+        pix = convert_channels(Pixels(bytes(data), w, h, native_channels, own_bits), channels)
+        return _to_bits(pix, bits, layer.name)
 
     def _read_channel(self, channel, photo):
         # the channel covers the image; cut the photo's area (outside the image counts as unselected)
@@ -192,6 +209,7 @@ class Gimp2Host(Host):
     def write_pixels(self, layer, pixels):
         drawable = layer.handle
         rgn = drawable.get_pixel_rgn(0, 0, pixels.width, pixels.height, True, False)
+        pixels = _to_bits(pixels, 8 * (rgn.bpp // pixels.channels), layer.name)
         rgn[0:pixels.width, 0:pixels.height] = pixels.data
         drawable.flush()
         drawable.update(0, 0, pixels.width, pixels.height)
@@ -216,6 +234,16 @@ class Gimp2Host(Host):
 
     def message(self, text):
         gimpfu.gimp.message(text)
+
+
+def _to_bits(pix, bits, name):
+    if pix.bits == bits:
+        return pix
+    if bits == 8:
+        return to_8bit(pix)
+    if bits == 16:
+        return to_16bit(pix)
+    raise TinctUserError("Tinct cannot write %d-bit pixels into '%s'." % (bits, name))
 
 
 def _run(image, drawable, settings, hint_layer=None, reference_layer=None, engine=None):

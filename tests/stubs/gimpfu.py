@@ -14,6 +14,8 @@ CALLS = []
 PROCEDURES = {}
 MESSAGES = []
 PROGRESS = []
+# GIMP 2.10 hands plug-ins 8-bit pixels ("compat" format) until gimp_plugin_enable_precision().
+STATE = {"precision_enabled": False}
 
 RGB, GRAY, INDEXED = 0, 1, 2
 RGB_IMAGE, RGBA_IMAGE, GRAY_IMAGE, GRAYA_IMAGE, INDEXED_IMAGE, INDEXEDA_IMAGE = range(6)
@@ -30,6 +32,7 @@ def reset():
     del CALLS[:]
     del MESSAGES[:]
     del PROGRESS[:]
+    STATE["precision_enabled"] = False
 
 
 def _record(name, *args):
@@ -46,11 +49,29 @@ def main():
     _record("main")
 
 
+def _narrow(data):
+    """Native little-endian 16-bit samples -> 8-bit, as GIMP's compat format rounds them."""
+    words = bytearray(data)
+    return bytes(bytearray(((words[i] | words[i + 1] << 8) * 255 + 32767) // 65535
+                           for i in range(0, len(words), 2)))
+
+
+def _widen(data):
+    out = bytearray()
+    for v in bytearray(data):
+        w = v * 257
+        out += bytearray([w & 255, w >> 8])
+    return bytes(out)
+
+
 class PixelRgn(object):
+    """A pixel region: rows of the drawable's pixels in the format the plug-in sees (drawable.bpp)."""
+
     def __init__(self, drawable, x, y, w, h, dirty, shadow):
         self.drawable, self.x, self.y, self.w, self.h = drawable, x, y, w, h
         self.dirty, self.shadow = dirty, shadow
         self.bpp = drawable.bpp
+        self.compat = drawable.bytes_per_sample == 2 and self.bpp == drawable.channels
 
     def _check(self, key):
         xs, ys = key
@@ -65,8 +86,10 @@ class PixelRgn(object):
         x0, x1, y0, y1 = self._check(key)
         d, bpp = self.drawable, self.bpp
         _record("rgn_get", d.name, (x0, y0, x1 - x0, y1 - y0))
-        rows = [bytes(d.buffer[(y * d.width + x0) * bpp:(y * d.width + x1) * bpp]) for y in range(y0, y1)]
-        return b"".join(rows)
+        nbpp = d.native_bpp
+        rows = [bytes(d.buffer[(y * d.width + x0) * nbpp:(y * d.width + x1) * nbpp]) for y in range(y0, y1)]
+        data = b"".join(rows)
+        return _narrow(data) if self.compat else data
 
     def __setitem__(self, key, data):
         if not self.dirty:
@@ -77,8 +100,11 @@ class PixelRgn(object):
         if len(data) != step * (y1 - y0):
             raise ValueError("pixel region set: %d bytes for %d" % (len(data), step * (y1 - y0)))
         _record("rgn_set", d.name, (x0, y0, x1 - x0, y1 - y0), self.shadow)
+        if self.compat:
+            data, step = _widen(data), step * 2
+        nbpp = d.native_bpp
         for i, y in enumerate(range(y0, y1)):
-            d.buffer[(y * d.width + x0) * bpp:(y * d.width + x1) * bpp] = data[i * step:(i + 1) * step]
+            d.buffer[(y * d.width + x0) * nbpp:(y * d.width + x1) * nbpp] = data[i * step:(i + 1) * step]
 
 
 class Drawable(object):
@@ -94,15 +120,29 @@ class Drawable(object):
         self.offsets = (0, 0)
         self.parent = None
         self.bytes_per_sample = 1 if image is None else image.bytes_per_sample
-        self.buffer = bytearray(width * height * self.bpp)
+        self.buffer = bytearray(width * height * self.native_bpp)
 
     @property
     def channels(self):
         return CHANNELS[self.type]
 
     @property
-    def bpp(self):
+    def native_bpp(self):
+        """Bytes per pixel as the image stores them (the stub's buffer)."""
         return self.channels * self.bytes_per_sample
+
+    @property
+    def bpp(self):
+        """Bytes per pixel as the plug-in sees them: 8-bit samples until precision is enabled."""
+        return self.channels * (self.bytes_per_sample if STATE["precision_enabled"] else 1)
+
+    @property
+    def is_rgb(self):
+        return self.type in (RGB_IMAGE, RGBA_IMAGE)
+
+    @property
+    def is_gray(self):
+        return self.type in (GRAY_IMAGE, GRAYA_IMAGE)
 
     @property
     def has_alpha(self):
@@ -166,6 +206,8 @@ class Image(object):
 
     @property
     def bytes_per_sample(self):
+        """The stub stores 8-bit and 16-bit images natively; other precisions are stored as 8-bit
+        (what a plug-in sees of them without enabling precision)."""
         return 2 if ("16" in str(self.precision) or self.precision in (200, 250)) else 1
 
     def add_layer(self, layer, position=0):
@@ -237,6 +279,11 @@ class _Pdb(object):
 
     def gimp_image_get_precision(self, image):
         return image.precision
+
+    def gimp_plugin_enable_precision(self):
+        _record("enable_precision")
+        STATE["precision_enabled"] = True
+        return True
 
     def gimp_image_undo_group_start(self, image):
         _record("undo_group_start", image.ID)
