@@ -15,6 +15,7 @@ from . import TinctError, __version__
 # Modules that add subcommands, in the order `tinct --help` lists them.
 COMMAND_MODULES = (
     "engine.commands",
+    "engine.suggest",
     "engine.evaluate",
     "engine.contact_sheet",
     "engine.train.commands",

@@ -79,20 +79,24 @@ def load_reference(path):
     return None if not path else load_image(path, "reference image")
 
 
+def load_hints(hints_path, photo, photo_path):
+    """The RGBA hint image for `photo`, checked against it; one-line errors name both files."""
+    hints = load_image(hints_path, "hint image")
+    if hints.ndim != 3 or hints.shape[2] != 4:
+        raise TinctError("%s: hint image needs transparency (RGBA); paint dots on a transparent layer"
+                         % hints_path)
+    if hints.shape[:2] != photo.shape[:2]:
+        raise TinctError("%s: hint image is %dx%d but the photo %s is %dx%d" % (
+            hints_path, hints.shape[1], hints.shape[0], photo_path, photo.shape[1], photo.shape[0]))
+    if hints.dtype != photo.dtype and hints.dtype.itemsize != 1:
+        hints = (hints >> 8).astype("uint8")
+    return hints
+
+
 def colorize_file(colorizer, in_path, out_path, hints_path=None, reference=None, args=None, progress=None):
     """Colorize one file; raises TinctError naming the file on bad input. Nothing is written on failure."""
     photo = load_image(in_path, "image")
-    hints = None
-    if hints_path:
-        hints = load_image(hints_path, "hint image")
-        if hints.ndim != 3 or hints.shape[2] != 4:
-            raise TinctError("%s: hint image needs transparency (RGBA); paint dots on a transparent layer"
-                             % hints_path)
-        if hints.shape[:2] != photo.shape[:2]:
-            raise TinctError("%s: hint image is %dx%d but the photo %s is %dx%d" % (
-                hints_path, hints.shape[1], hints.shape[0], in_path, photo.shape[1], photo.shape[0]))
-        if hints.dtype != photo.dtype and hints.dtype.itemsize != 1:
-            hints = (hints >> 8).astype("uint8")
+    hints = load_hints(hints_path, photo, in_path) if hints_path else None
     try:
         result = colorizer.colorize(photo, hints=hints, reference=reference, size=args.size,
                                     method=args.method, progress=progress, instances=instances_arg(args))

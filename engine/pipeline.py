@@ -8,6 +8,7 @@ so a 100 MP photo never needs more than a few full-size planes.
 """
 
 import time
+from collections import namedtuple
 
 import numpy as np
 
@@ -55,6 +56,10 @@ def validate_photo(photo, name="photo"):
         photo = photo.astype(np.float32)
     check_size(photo, name)
     return photo
+
+
+WorkingGrid = namedtuple("WorkingGrid", "photo l hint_ab hint_mask global_hints")
+WorkingGrid.__doc__ = "One request at the network's resolution: the checked photo, L, local hints (ab, mask), global hints."
 
 
 class ColorResult:
@@ -169,6 +174,42 @@ class Colorizer:
         if method not in METHODS:
             raise TinctError("unknown method %r; choose one of %s" % (method, ", ".join(METHODS)))
         t0 = time.time()
+        report(0.05, "Reading the photo")
+        grid = self.prepare(photo, hints, reference, size)
+        photo, l_low, hint_ab, hint_mask = grid.photo, grid.l, grid.hint_ab, grid.hint_mask
+        h, w = l_low.shape
+        H, W = photo.shape[:2]
+        info = {"working_size": [w, h], "size": [W, H], "method": method,
+                "hint_cells": int(hint_mask.sum()), "reference": reference is not None}
+        report(0.2, "Colorizing")
+        t1 = time.time()
+        if method == "net":
+            plan = self._plan_instances(instances, photo)
+            info["instances"] = plan.info()
+            if plan.used:
+                inst = self.fused.inputs(photo, plan.boxes, hint_ab, hint_mask, h, w)
+                ab_low = self.fused.run(l_low, hint_ab, hint_mask, grid.global_hints, inst)
+                info["device"] = self.fused.device
+            else:
+                ab_low = self.run_network(grid)[0]
+                info["device"] = self.device
+        else:
+            from .levin import levin_colorize
+
+            if reference is not None:
+                raise TinctError("the Levin method cannot use a reference image; use the network method")
+            ab_low = levin_colorize(l_low, hint_ab, hint_mask > 0)
+            info["device"] = "cpu"
+        info["model_s"] = round(time.time() - t1, 4)
+        report(0.8, "Fitting colors to the photo's edges")
+        coef_a, coef_b = guided_coefficients(l_low, ab_low)
+        info["prepare_s"] = round(t1 - t0, 4)
+        result = ColorResult(photo, coef_a, coef_b, info)
+        report(1.0, "Done")
+        return result
+
+    def prepare(self, photo, hints=None, reference=None, size=256):
+        """Check the inputs and bring them to the working grid: the network's view of one request."""
         photo = validate_photo(photo)
         H, W = photo.shape[:2]
         if hints is not None:
@@ -185,38 +226,16 @@ class Colorizer:
                 raise TinctError("reference must be an RGB image, got shape %s" % (reference.shape,))
             reference = reference[..., :3]
         h, w = working_size(H, W, size)
-        report(0.05, "Reading the photo")
         l_low = self._reduce_l(photo, h, w)
         hint_ab, hint_mask = encode_local_hints(hints, h, w) if has_hints(hints) else (
             np.zeros((h, w, 2), np.float32), np.zeros((h, w), np.float32))
-        info = {"working_size": [w, h], "size": [W, H], "method": method,
-                "hint_cells": int(hint_mask.sum()), "reference": reference is not None}
-        report(0.2, "Colorizing")
-        t1 = time.time()
-        if method == "net":
-            plan = self._plan_instances(instances, photo)
-            info["instances"] = plan.info()
-            if plan.used:
-                inst = self.fused.inputs(photo, plan.boxes, hint_ab, hint_mask, h, w)
-                ab_low = self.fused.run(l_low, hint_ab, hint_mask, global_hint_vector(reference), inst)
-                info["device"] = self.fused.device
-            else:
-                ab_low = self._run_net(l_low, hint_ab, hint_mask, global_hint_vector(reference))
-                info["device"] = self.device
-        else:
-            from .levin import levin_colorize
+        return WorkingGrid(photo, l_low, hint_ab, hint_mask, global_hint_vector(reference))
 
-            if reference is not None:
-                raise TinctError("the Levin method cannot use a reference image; use the network method")
-            ab_low = levin_colorize(l_low, hint_ab, hint_mask > 0)
-            info["device"] = "cpu"
-        info["model_s"] = round(time.time() - t1, 4)
-        report(0.8, "Fitting colors to the photo's edges")
-        coef_a, coef_b = guided_coefficients(l_low, ab_low)
-        info["prepare_s"] = round(t1 - t0, 4)
-        result = ColorResult(photo, coef_a, coef_b, info)
-        report(1.0, "Done")
-        return result
+    def run_network(self, grid):
+        """The full network on a prepared grid: (ab (h, w, 2), distribution logits (313, h/4, w/4))."""
+        ab, dist = self.runtime.run(grid.l[None, None], grid.hint_ab.transpose(2, 0, 1)[None],
+                                    grid.hint_mask[None, None], grid.global_hints[None])
+        return ab[0].transpose(1, 2, 0), dist[0]
 
     def _plan_instances(self, instances, photo):
         """Which objects get the instance network; the plan says "full" when none do, and why."""
@@ -249,8 +268,3 @@ class Colorizer:
             y1 = min(H, y0 + STRIP_ROWS)
             out += mh[:, y0:y1] @ (photo_l_rows(photo, y0, y1) @ mw)
         return out
-
-    def _run_net(self, l_low, hint_ab, hint_mask, global_vec):
-        ab, _ = self.runtime.run(l_low[None, None], hint_ab.transpose(2, 0, 1)[None],
-                                 hint_mask[None, None], global_vec[None])
-        return ab[0].transpose(1, 2, 0)

@@ -1,10 +1,14 @@
 """The training loop: resumable checkpoints, tqdm progress, CUDA when present.
 
 Loss: Huber regression on ab plus a cross-entropy on the 313-bin distribution
-(soft-encoded targets), trained jointly from the start. The paper trains the
-classification head first and switches to regression; with our CPU budget a
-single joint phase spends every step on the output that PSNR measures while the
-distribution head, needed for color suggestions, still learns alongside.
+(soft-encoded targets). Two schedules (`--schedule`):
+- joint (default): both losses from the first step. With our CPU budget every
+  step then trains the output that PSNR measures, while the distribution head,
+  needed for color suggestions, still learns alongside.
+- paper: as Zhang et al. 2017, the classification loss alone for the first half,
+  then regression (with the classification loss kept at half weight so the
+  suggestions stay sharp).
+The model card records the measured comparison of the two.
 """
 
 import json
@@ -40,12 +44,22 @@ def soft_targets(ab, bins, sigma=5.0, k=5):
     return out.reshape(n, h, w, -1).permute(0, 3, 1, 2)
 
 
-def compute_loss(model, batch, bins, dist_weight=0.5, huber_delta=5.0):
+SCHEDULES = ("joint", "paper")
+
+
+def loss_weights(step, total, schedule="joint"):
+    """(regression weight, distribution weight) at this step."""
+    if schedule == "paper" and step < total // 2:
+        return 0.0, 1.0
+    return 1.0, 0.5
+
+
+def compute_loss(model, batch, bins, dist_weight=0.5, huber_delta=5.0, reg_weight=1.0):
     ab_pred, logits = model(batch["l"], batch["hint_ab"], batch["hint_mask"], batch["global_hints"])
     reg = F.huber_loss(ab_pred, batch["ab"], delta=huber_delta) / huber_delta
     target = soft_targets(F.avg_pool2d(batch["ab"], 4), bins)
     ce = -(target * F.log_softmax(logits, dim=1)).sum(1).mean()
-    return reg + dist_weight * ce, {"huber": reg.item(), "ce": ce.item()}
+    return reg_weight * reg + dist_weight * ce, {"huber": reg.item(), "ce": ce.item()}
 
 
 def lr_at(step, total, base_lr, warmup=100):
@@ -56,7 +70,7 @@ def lr_at(step, total, base_lr, warmup=100):
 
 
 def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=128, lr=5e-4,
-          seed=0, limit=None, checkpoint_every=100, threads=None, log=print, progress=True):
+          seed=0, limit=None, checkpoint_every=100, threads=None, log=print, progress=True, schedule="joint"):
     """Train (or resume) a ColorNet; returns the path of the last checkpoint."""
     if threads:
         torch.set_num_threads(threads)
@@ -91,7 +105,8 @@ def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=1
         for group in opt.param_groups:
             group["lr"] = lr_at(step, steps, lr)
         batch = {k: torch.from_numpy(v).to(device) for k, v in maker.batch(batch_size).items()}
-        loss, parts = compute_loss(model, batch, bins)
+        reg_w, dist_w = loss_weights(step, steps, schedule)
+        loss, parts = compute_loss(model, batch, bins, dist_weight=dist_w, reg_weight=reg_w)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
