@@ -7,6 +7,7 @@ on stdin and answers one JSON line each:
   bar <timeout>   wait until an image window's status bar shows a progress bar; {"value": 0..1}
   value           the progress bar's value and whether it is showing
   cancel          press the status bar's Cancel button (what a user does to stop a plug-in)
+  labels <title>  the texts of the labels in the window named <title> (of any application)
 """
 
 import json
@@ -58,6 +59,36 @@ def find_bar(node, depth=0):
     return None
 
 
+def texts(node, out, depth=0):
+    """Names of the labels under node."""
+    try:
+        if node.get_role_name() == "label" and node.get_name():
+            out.append(node.get_name())
+        count = node.get_child_count()
+    except Exception:
+        return out
+    if depth < 40:
+        for i in range(count):
+            child = node.get_child_at_index(i)
+            if child is not None:
+                texts(child, out, depth + 1)
+    return out
+
+
+def window_texts(title):
+    """The label texts of the window (any application: a plug-in's dialog is its own process) named title."""
+    desktop = Atspi.get_desktop(0)
+    for i in range(desktop.get_child_count()):
+        app = desktop.get_child_at_index(i)
+        if app is None:
+            continue
+        for j in range(app.get_child_count()):
+            win = app.get_child_at_index(j)
+            if win is not None and win.get_name() == title:
+                return texts(win, [])
+    return None
+
+
 def cancel_button(bar):
     parent = bar.get_parent()
     for i in range(parent.get_child_count()):
@@ -91,6 +122,14 @@ def main():
                     reply = {"value": Atspi.Value.get_current_value(bar), "showing": showing(bar)}
                 except Exception:  # the widget is gone (its window was rebuilt or closed)
                     reply = {"value": None, "showing": False, "gone": True}
+            elif cmd[0] == "labels":
+                title = " ".join(cmd[1:])
+                deadline = time.time() + 30
+                found = window_texts(title)
+                while found is None and time.time() < deadline:
+                    time.sleep(0.3)
+                    found = window_texts(title)
+                reply = {"labels": found}
             elif cmd[0] == "cancel":
                 button = cancel_button(bar)
                 reply = {"found": button is not None}

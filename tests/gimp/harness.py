@@ -134,11 +134,16 @@ class GimpSession(object):
         self._mounts.append(target)
 
     def _bind(self, path, read_only):
+        """Mount host `path` at the same path in the chroot. Never over something the chroot has
+        itself (a system Python in /usr must not hide the chroot's /usr): returns False then."""
         target = self.root + path
+        if os.path.isdir(target) and os.listdir(target) and not _mounted(target):
+            return False
         os.makedirs(target, exist_ok=True)
         self._mount(["--bind", path], target)
         if read_only:
             subprocess.check_call(["mount", "-o", "remount,bind,ro", target])
+        return True
 
     def __enter__(self):
         try:
@@ -150,9 +155,10 @@ class GimpSession(object):
             self.work = tempfile.mkdtemp(prefix=WORK_PREFIX, dir="/tmp")
             os.chmod(self.work, 0o755)
             self._bind(self.work, False)
+            self.unshared = []   # host paths the chroot could not get (see _bind)
             for path in shared_paths():
-                if not _mounted(self.root + path):
-                    self._bind(path, True)
+                if not _mounted(self.root + path) and not self._bind(path, True):
+                    self.unshared.append(path)
             self.home = self.path("home")
             self.profile = os.path.join(self.home, ".config", "GIMP", "3.0")
             os.makedirs(self.profile)

@@ -274,6 +274,29 @@ st, msg, req, nreq = colorize(img, [photo])
 REPORT["pencil"] = {"status": st, "msg": msg, "req": req, "nreq": nreq, "layers": describe(img)}
 dump([l for l in img.get_layers() if l.get_name() == "Tinct color"][0], WORK + "/pencil_hint.raw")
 
+# A stack of hint layers (bottom first, opacity, partial size; hidden ones and ones in a hidden group
+# left out) and a damage mask with an offset
+img = load(WORK + "/photo.png")
+photo = img.get_layers()[0]
+def painted(name, w, h, x, y, opacity=100.0, parent=None, visible=True):
+    layer = Gimp.Layer.new(img, name, w, h, Gimp.ImageType.RGBA_IMAGE, opacity, Gimp.LayerMode.NORMAL)
+    img.insert_layer(layer, parent, 0)
+    layer.set_offsets(x, y)
+    layer.fill(Gimp.FillType.TRANSPARENT)
+    layer.set_visible(visible)
+    write(layer, 1, 1, 2, 2, bytes([255, 0, 0, 255]) * 4)
+    return layer
+painted("Tinct hints", 320, 240, 0, 0)
+painted("Tinct hints 2", 30, 20, 100, 50, opacity=50.0)
+painted("Tinct hints off", 320, 240, 0, 0, visible=False)
+hidden = Gimp.GroupLayer.new(img, "hidden group")
+img.insert_layer(hidden, None, 0)
+hidden.set_visible(False)
+painted("Tinct hints in a hidden group", 320, 240, 0, 0, parent=hidden)
+painted("Tinct damage", 50, 40, 10, 20)
+st, msg, req, nreq = colorize(img, [photo])
+REPORT["stack"] = {"status": st, "msg": msg, "req": req, "nreq": nreq, "layers": names(img)}
+
 # Reference from a file and from a `Tinct reference` layer
 img = load(WORK + "/photo.png")
 photo = img.get_layers()[0]
@@ -441,6 +464,20 @@ def test_one_pencil_pixel_in_a_partial_offset_hint_layer(gimp, cases_run):
     print("one-pixel hint: mean color change near it %.2f (8-bit RGB)" % np.abs(hinted - auto).mean())
 
 
+def test_hint_layer_stack_and_damage_mask_reach_the_engine(cases_run):
+    r = cases_run["stack"]
+    assert r["status"] == "success", r["msg"]
+    assert r["layers"] == ["Tinct damage", "hidden group", "Tinct hints off", "Tinct hints 2", "Tinct hints",
+                           "Tinct color", "Background"]
+    header, bufs = cases_run["_request"](r["req"])
+    hints = [(h["x"], h["y"], h.get("opacity", 1.0), bufs[h["buffer"]].shape) for h in header["hints"]]
+    assert hints == [(0, 0, 1.0, (240, 320, 4)), (100, 50, 0.5, (20, 30, 4))], hints
+    for h in header["hints"]:
+        assert list(zip(*np.nonzero(bufs[h["buffer"]][..., 3]))) == [(1, 1), (1, 2), (2, 1), (2, 2)]
+    damage = header["damage"]
+    assert (damage["x"], damage["y"], bufs[damage["buffer"]].shape) == (10, 20, (40, 50, 4))
+
+
 def test_reference_file_and_layer(cases_run):
     assert cases_run["ref_file"]["status"] == "success", cases_run["ref_file"]["msg"]
     assert cases_run["ref_file"]["images_left"] == 0, "the reference file's image was left open"
@@ -537,18 +574,29 @@ def test_colorize_again_uses_the_last_settings(gimp, engine):
     assert (opts["size"], opts["instances"], opts["device"]) == (128, "none", "cpu")
 
 
-def _interactive(gimp, body, windows, keys=None):
-    """Run a batch in GIMP on Xvfb, pressing a key (Return) in each dialog titled as in `windows`."""
+def _interactive(gimp, body, windows, keys=None, read_labels=False):
+    """Run a batch in GIMP on Xvfb, pressing a key (Return) in each dialog titled as in `windows`.
+    read_labels: also read each dialog's label texts through AT-SPI (into rep["_labels"][title])."""
     keys = keys or ["Return"] * len(windows)
-    seen = []
-    with gui.desktop(gimp) as env:
+    seen, labels = [], {}
+    with gui.desktop(gimp, accessibility=read_labels) as env:
         def press():
+            probe = gui.Probe(gimp, env) if read_labels else None
+            try:
+                dialogs(probe)
+            finally:
+                if probe is not None:
+                    probe.close()
+
+        def dialogs(probe):
             for title, key in zip(windows, keys):
                 found = gui.xdotool(gimp, env, "search", "--sync", "--name", "^%s$" % title, timeout=90)
                 if not found:
                     return
                 seen.append(title)
                 time.sleep(1.0)  # let it map and settle
+                if probe is not None:
+                    labels[title] = probe.ask("labels", title)["labels"]
                 for _ in range(10):  # press until the dialog is gone (a press before it is ready is lost)
                     gui.xdotool(gimp, env, "windowfocus", "--sync", found[0])
                     gui.xdotool(gimp, env, "key", "--window", found[0], key)
@@ -562,6 +610,7 @@ def _interactive(gimp, body, windows, keys=None):
         t.join(10)
     _check(rep, out)
     assert seen == list(windows), "dialogs seen: %s\n%s" % (seen, out[-2000:])
+    rep["_labels"] = labels
     return rep
 
 
@@ -582,11 +631,16 @@ REPORT["dialog"] = {"status": vals.index(0).value_nick, "layers": describe(img),
 
 
 def test_colorize_dialog_ok_runs_and_remembers(gimp, engine):
-    """Interactive Colorize: the dialog opens (Xvfb); OK runs it and saves the settings for Colorize Again."""
+    """Interactive Colorize: the dialog opens (Xvfb) and shows the device the engine reports (read
+    through AT-SPI); OK runs it and saves the settings for Colorize Again."""
     path = os.path.join(gimp.home, ".config", "tinct", "last-colorize.json")
     if os.path.exists(path):
         os.unlink(path)
-    rep = _interactive(gimp, DIALOG, ["Tinct: Colorize"])
+    rep = _interactive(gimp, DIALOG, ["Tinct: Colorize"], read_labels=True)
+    labels = rep["_labels"]["Tinct: Colorize"] or []
+    device = engine.status()["device"]
+    expected = "The engine runs on the %s." % ("GPU" if device in ("cuda", "gpu") else "CPU")
+    assert expected in labels, "the dialog does not show the engine's device: %s" % labels
     d = rep["dialog"]
     assert d["status"] == "success" and d["same"]
     assert _names(d["layers"]) == ["Tinct color", "Background"]
@@ -778,8 +832,7 @@ def test_progress_bar_moves_and_cancel_button_stops_the_run(gimp, engine):
 
             t = threading.Thread(target=drive, daemon=True)
             t.start()
-            env_gimp = dict(env, GTK_MODULES="gail:atk-bridge")
-            rep, out, took = gimp.batch(PROGRESS_GUI, env=env_gimp, timeout=300, gui=True)
+            rep, out, took = gimp.batch(PROGRESS_GUI, env=env, timeout=300, gui=True)
             t.join(30)
     finally:
         relay.close()
@@ -910,6 +963,9 @@ def test_engine_stopped_without_a_start_command_clean_error(gimp):
 def test_engine_stopped_autostart_recovers(gimp):
     """With the engine stopped, the plug-in's client starts one from engine.json's command (inside the
     chroot, where GIMP runs) and the run succeeds."""
+    assert not gimp.unshared, ("the engine's Python cannot be started inside the chroot: %s exist(s) there "
+                               "already, so the host's could not be mounted (use a Python outside /usr, e.g. "
+                               "a pyenv or a venv's base)" % gimp.unshared)
     gimp.engine.stop()
     assert not gimp.engine.running()
     rep, out, took = gimp.batch(ONE_RUN)
