@@ -13,7 +13,6 @@ Run: `python3 -m pytest -q -m gimp tests/gimp` (root; builds the chroot on first
 import json
 import os
 import signal
-import subprocess
 import threading
 import time
 
