@@ -2,6 +2,9 @@
 
 Inputs: L, local hints (ab + mask) at full resolution, and a global-hint vector
 (ab histogram, saturation, on-flags) injected at the 1/8-resolution bottleneck.
+The local hints also reach the bottleneck pooled (HintSummary), so that a few
+dots inform the whole photo from the first layers of training on, instead of
+only after the encoder has learned to carry them down.
 Outputs: ab by regression, and logits of a 313-bin color distribution at 1/4
 resolution (the source of per-pixel color suggestions).
 All inputs and outputs are in natural units (L 0..100, ab about -110..110); the
@@ -40,6 +43,42 @@ class UpSkip(nn.Module):
         return F.relu(self.up(x) + self.skip(skip))
 
 
+class HintSummary(nn.Module):
+    """Local hints pooled at the bottleneck: their mean color over the whole photo and over
+    windows of about 24, 56 and 120 pixels, each with a flag saying whether any hint is there.
+    That is what makes Levin's propagation strong with few dots (every pixel sees some hint);
+    the network decides from L where edges should stop it. Starts as a no-op (zero last
+    layer), so a network trained before it existed resumes unchanged."""
+
+    WINDOWS = (3, 7, 15)  # at 1/8 resolution
+    CELL = 8
+
+    def __init__(self, cout):
+        super().__init__()
+        n = 3 * (1 + len(self.WINDOWS))
+        self.net = nn.Sequential(nn.Conv2d(n, cout, 1), nn.ReLU(True), nn.Conv2d(cout, cout, 1))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    @staticmethod
+    def _mean_and_flag(ab_sum, mask_sum, pixels):
+        """Mean hint ab where any hint is (else 0), and a 0/1 flag; sums are of per-cell means."""
+        mean = ab_sum / torch.clamp(mask_sum, min=1e-6)
+        return [mean, torch.clamp(mask_sum * pixels, 0.0, 1.0)]
+
+    def forward(self, hint_ab, hint_mask):
+        c = self.CELL
+        m = F.avg_pool2d(hint_mask, c)
+        ab = F.avg_pool2d(hint_ab * hint_mask, c) / AB_SCALE
+        h, w = m.shape[2], m.shape[3]
+        parts = [t.expand(-1, -1, h, w) for t in
+                 self._mean_and_flag(ab.sum((2, 3), keepdim=True), m.sum((2, 3), keepdim=True), c * c)]
+        for k in self.WINDOWS:
+            pool = lambda t: F.avg_pool2d(t, k, stride=1, padding=k // 2, count_include_pad=False)  # noqa: E731
+            parts += self._mean_and_flag(pool(ab), pool(m), c * c * k * k)
+        return self.net(torch.cat(parts, 1))
+
+
 class ColorNet(nn.Module):
     def __init__(self, config: NetConfig = CONFIGS["small"]):
         super().__init__()
@@ -55,6 +94,7 @@ class ColorNet(nn.Module):
             nn.Conv2d(ch["c4"], ch["c4"], 1), nn.ReLU(True),
             nn.Conv2d(ch["c4"], ch["c4"], 1),
         )
+        self.hint_summary = HintSummary(ch["c4"])
         self.conv5 = conv_block(ch["c4"], ch["c4"], m, dilation=2)
         self.conv6 = conv_block(ch["c4"], ch["c4"], m, dilation=2)
         self.conv7 = conv_block(ch["c4"], ch["c4"], m)
@@ -68,18 +108,37 @@ class ColorNet(nn.Module):
         self.dist_head = nn.Conv2d(ch["c8"], NUM_BINS, 1)
 
     def forward(self, l, hint_ab, hint_mask, global_hints):
+        ab, dist, _ = self.run(l, hint_ab, hint_mask, global_hints)
+        return ab, dist
+
+    def run(self, l, hint_ab, hint_mask, global_hints, fuse=None):
+        """Block by block: (ab, dist_logits, {layer name: feature}).
+
+        fuse: None, or callable(name, feature) -> feature applied after each block
+        (for conv4: after the hint injections); instance-aware fusion hooks in here."""
+        feats = {}
+
+        def tap(name, x):
+            if fuse is not None:
+                x = fuse(name, x)
+            feats[name] = x
+            return x
+
         x = torch.cat([(l - 50.0) / 50.0, hint_ab / AB_SCALE, hint_mask], dim=1)
-        f1 = self.conv1(x)
-        f2 = self.conv2(F.avg_pool2d(f1, 2))
-        f3 = self.conv3(F.avg_pool2d(f2, 2))
+        f1 = tap("conv1", self.conv1(x))
+        f2 = tap("conv2", self.conv2(F.avg_pool2d(f1, 2)))
+        f3 = tap("conv3", self.conv3(F.avg_pool2d(f2, 2)))
         f4 = self.conv4(F.avg_pool2d(f3, 2))
-        f4 = f4 + self.global_net(global_hints[:, :, None, None])
-        f7 = self.conv7(self.conv6(self.conv5(f4)))
-        f8 = self.conv8(self.up8(f7, f3))
-        f9 = self.conv9(self.up9(f8, f2))
-        f10 = self.conv10(self.up10(f9, f1))
+        f4 = f4 + self.global_net(global_hints[:, :, None, None]) + self.hint_summary(hint_ab, hint_mask)
+        f4 = tap("conv4", f4)
+        f5 = tap("conv5", self.conv5(f4))
+        f6 = tap("conv6", self.conv6(f5))
+        f7 = tap("conv7", self.conv7(f6))
+        f8 = tap("conv8", self.conv8(self.up8(f7, f3)))
+        f9 = tap("conv9", self.conv9(self.up9(f8, f2)))
+        f10 = tap("conv10", self.conv10(self.up10(f9, f1)))
         ab = torch.tanh(self.ab_head(f10)) * AB_SCALE
-        return ab, self.dist_head(f8)
+        return ab, self.dist_head(f8), feats
 
 
 def build(name="small"):

@@ -48,35 +48,8 @@ def layer_channels(config):
 
 
 def run_colornet(net, l, hint_ab, hint_mask, global_hints, fuse=None):
-    """Run a ColorNet block by block, exactly as ColorNet.forward does.
-
-    fuse: None, or callable(name, feature) -> feature applied after each block of
-    FUSED_LAYERS (for conv4: after the global-hint injection).
-    Returns (ab, dist_logits, features) where features maps each fused layer name
-    to the feature that flowed on (after `fuse`).
-    """
-    feats = {}
-
-    def tap(name, x):
-        if fuse is not None:
-            x = fuse(name, x)
-        feats[name] = x
-        return x
-
-    x = torch.cat([(l - 50.0) / 50.0, hint_ab / AB_SCALE, hint_mask], dim=1)
-    f1 = tap("conv1", net.conv1(x))
-    f2 = tap("conv2", net.conv2(F.avg_pool2d(f1, 2)))
-    f3 = tap("conv3", net.conv3(F.avg_pool2d(f2, 2)))
-    f4 = net.conv4(F.avg_pool2d(f3, 2))
-    f4 = tap("conv4", f4 + net.global_net(global_hints[:, :, None, None]))
-    f5 = tap("conv5", net.conv5(f4))
-    f6 = tap("conv6", net.conv6(f5))
-    f7 = tap("conv7", net.conv7(f6))
-    f8 = tap("conv8", net.conv8(net.up8(f7, f3)))
-    f9 = tap("conv9", net.conv9(net.up9(f8, f2)))
-    f10 = tap("conv10", net.conv10(net.up10(f9, f1)))
-    ab = torch.tanh(net.ab_head(f10)) * AB_SCALE
-    return ab, net.dist_head(f8), feats
+    """(ab, dist_logits, features) of a ColorNet, with `fuse` applied after each block (ColorNet.run)."""
+    return net.run(l, hint_ab, hint_mask, global_hints, fuse=fuse)
 
 
 class WeightNet(nn.Module):

@@ -26,6 +26,7 @@ from ..models.config import CONFIGS
 from .data import BatchMaker, load_corpus
 
 CHECKPOINT = "checkpoint.pt"
+NEW_LAYERS = ("hint_summary",)  # ColorNet layers that start as a no-op, so older checkpoints resume
 
 
 def pick_device():
@@ -80,6 +81,7 @@ def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=1
     model = ColorNet(CONFIGS[model_name]).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.99))
     step = 0
+    rewarm_from = None  # a fresh Adam on a trained network ramps its rate up again
     ckpt_path = os.path.join(out_dir, CHECKPOINT)
     images = load_corpus(corpus, limit=limit)
     maker = BatchMaker(images, crop=crop, seed=seed)
@@ -87,8 +89,11 @@ def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=1
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
         if state["model_name"] != model_name:
             raise ValueError("checkpoint in %s is a %r model, not %r" % (out_dir, state["model_name"], model_name))
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
+        if load_weights(model, state["model"]):
+            opt.load_state_dict(state["optimizer"])
+        else:
+            log("the checkpoint predates some layers of the network; they start fresh, and so does Adam's state")
+            rewarm_from = state["step"]
         step = state["step"]
         maker.rng.bit_generator.state = state["rng"]
         log("resumed from step %d (%s)" % (step, ckpt_path))
@@ -103,7 +108,7 @@ def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=1
     started = time.time()
     while step < steps:
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, steps, lr)
+            group["lr"] = lr_at(step, steps, lr) * (1.0 if rewarm_from is None else min(1.0, (step - rewarm_from + 1) / 100.0))
         batch = {k: torch.from_numpy(v).to(device) for k, v in maker.batch(batch_size).items()}
         reg_w, dist_w = loss_weights(step, steps, schedule)
         loss, parts = compute_loss(model, batch, bins, dist_weight=dist_w, reg_weight=reg_w)
@@ -136,8 +141,18 @@ def save_checkpoint(path, model, opt, step, maker, model_name):
     os.replace(tmp, path)
 
 
+def load_weights(model, weights):
+    """Load a state dict; layers added to ColorNet since (a fresh no-op start) may be missing.
+    Returns True when every layer was in it."""
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    new_layers = tuple(name + "." for name in NEW_LAYERS)
+    if unexpected or any(not k.startswith(new_layers) for k in missing):
+        raise ValueError("checkpoint does not fit the network: missing %s, unexpected %s" % (missing, unexpected))
+    return not missing
+
+
 def load_model(ckpt_path, map_location="cpu"):
     state = torch.load(ckpt_path, map_location=map_location, weights_only=False)
     model = ColorNet(CONFIGS[state["model_name"]])
-    model.load_state_dict(state["model"])
+    load_weights(model, state["model"])
     return model.eval(), state
