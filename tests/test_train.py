@@ -85,3 +85,31 @@ def test_batches_have_the_network_shapes(tiny_corpus):
     assert b["l"].shape == (3, 1, 32, 32) and b["ab"].shape == (3, 2, 32, 32)
     assert b["global_hints"].shape == (3, GLOBAL_DIM)
     assert 0 <= b["l"].min() and b["l"].max() <= 100
+
+
+def test_a_run_moves_with_its_weights_file(trained, tiny_corpus, tmp_path):
+    """weights.pt (no optimizer) starts a run elsewhere at its step with the same network."""
+    weights = os.path.join(trained, "weights.pt")
+    saved = torch.load(weights, weights_only=False)
+    assert "optimizer" not in saved and saved["step"] >= 3
+    messages = []
+    out = str(tmp_path / "moved")
+    train(tiny_corpus, out, steps=saved["step"] + 1, batch_size=2, crop=32, progress=False, log=messages.append,
+          init=weights)
+    assert "started from the weights of step %d" % saved["step"] in messages[0]
+    _, state = load_model(os.path.join(out, "checkpoint.pt"))
+    assert state["step"] == saved["step"] + 1  # one step on from where the weights left off
+
+
+def test_older_checkpoints_without_the_hint_summary_still_load(trained, tmp_path):
+    from engine.train.loop import load_weights
+    from engine.models.colornet import ColorNet
+    from engine.models.config import CONFIGS
+
+    state = torch.load(os.path.join(trained, "checkpoint.pt"), weights_only=False)["model"]
+    old = {k: v for k, v in state.items() if not k.startswith("hint_summary.")}
+    model = ColorNet(CONFIGS["small"])
+    assert load_weights(model, old) is False  # loaded, with the new layer left at its no-op start
+    assert float(model.hint_summary.net[-1].weight.abs().sum()) == 0.0
+    with pytest.raises(ValueError, match="does not fit"):
+        load_weights(model, {k: v for k, v in state.items() if not k.startswith("conv1.")})

@@ -95,9 +95,11 @@ def run_serve(args):
 # ---- the plug-in's client, from the engine side ----
 
 def plugin_client():
-    """plugin/tinct_core/client.py (stdlib only), imported from the source tree or TINCT_PLUGIN_DIR."""
+    """plugin/tinct_core/client.py (stdlib only), imported from TINCT_PLUGIN_DIR, the source tree,
+    or the copy an installed wheel carries for tinct-install (installer/plugin_src)."""
     here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    for folder in (os.environ.get(PLUGIN_DIR_ENV), os.path.join(here, "plugin")):
+    for folder in (os.environ.get(PLUGIN_DIR_ENV), os.path.join(here, "plugin"),
+                   os.path.join(here, "installer", "plugin_src")):
         if folder and os.path.isfile(os.path.join(folder, "tinct_core", "client.py")):
             if folder not in sys.path:
                 sys.path.insert(0, folder)

@@ -44,6 +44,14 @@ Uses a CUDA GPU when torch sees one; the same command runs on CPU, only slower."
     t.add_argument("--limit", type=int, help="use only the first N photos (for quick checks)")
     t.add_argument("--threads", type=int, help="CPU threads for torch")
     t.add_argument("--checkpoint-every", type=int, default=100)
+    t.add_argument("--schedule", default="joint", choices=("joint", "paper"),
+                   help="full stage's losses: joint (regression + distribution from the start; default, "
+                        "measured better on a held-out part of the corpus, see the model card) or paper "
+                        "(distribution first, then regression, as Zhang et al. 2017)")
+    t.add_argument("--init", metavar="WEIGHTS.pt",
+                   help="full stage: when OUT has no checkpoint yet, start from these weights (the weights.pt "
+                        "written beside each checkpoint, e.g. tools/checkpoints/tinct-small.pt) and carry on "
+                        "from their step; moves a run to another machine with a few MB")
     t.set_defaults(func=run_train)
 
     e = sub.add_parser("export", help="export a training checkpoint to ONNX",
@@ -75,7 +83,7 @@ def run_train(args):
                          batch_size=args.batch_size, crop=args.crop, inst_size=args.inst_size, lr=args.lr,
                          seed=args.seed, limit=args.limit, box_cache=args.box_cache,
                          checkpoint_every=args.checkpoint_every, threads=args.threads,
-                         **fuse_layers_arg(args.fuse_layers))
+                         schedule=args.schedule, init=args.init, **fuse_layers_arg(args.fuse_layers))
     except (FileNotFoundError, ValueError) as exc:
         raise TinctError(str(exc))
     print("checkpoint: %s" % path)

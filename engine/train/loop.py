@@ -26,6 +26,7 @@ from ..models.config import CONFIGS
 from .data import BatchMaker, load_corpus
 
 CHECKPOINT = "checkpoint.pt"
+WEIGHTS = "weights.pt"
 NEW_LAYERS = ("hint_summary",)  # ColorNet layers that start as a no-op, so older checkpoints resume
 
 
@@ -71,8 +72,13 @@ def lr_at(step, total, base_lr, warmup=100):
 
 
 def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=128, lr=5e-4,
-          seed=0, limit=None, checkpoint_every=100, threads=None, log=print, progress=True, schedule="joint"):
-    """Train (or resume) a ColorNet; returns the path of the last checkpoint."""
+          seed=0, limit=None, checkpoint_every=100, threads=None, log=print, progress=True, schedule="joint",
+          init=None):
+    """Train (or resume) a ColorNet; returns the path of the last checkpoint.
+
+    init: a weights file (WEIGHTS, written beside every checkpoint) to start from when out_dir has
+    no checkpoint yet; training carries on from its step with a fresh optimizer, so a run can move
+    to another machine (or session) with a few MB instead of the whole checkpoint."""
     if threads:
         torch.set_num_threads(threads)
     os.makedirs(out_dir, exist_ok=True)
@@ -97,6 +103,13 @@ def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=1
         step = state["step"]
         maker.rng.bit_generator.state = state["rng"]
         log("resumed from step %d (%s)" % (step, ckpt_path))
+    elif init:
+        state = torch.load(init, map_location=device, weights_only=False)
+        if state["model_name"] != model_name:
+            raise ValueError("%s holds a %r model, not %r" % (init, state["model_name"], model_name))
+        load_weights(model, state["model"])
+        step = rewarm_from = state["step"]
+        log("started from the weights of step %d (%s)" % (step, init))
     bins = torch.from_numpy(ab_bins()).to(device)
     model.train()
     bar = None
@@ -133,11 +146,17 @@ def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=1
 
 
 def save_checkpoint(path, model, opt, step, maker, model_name):
-    """Write atomically so an interrupted run never leaves a broken checkpoint."""
+    """Write atomically so an interrupted run never leaves a broken checkpoint; the weights alone
+    go beside it (WEIGHTS) for `--init` elsewhere."""
+    weights = {"model": model.state_dict(), "step": step, "model_name": model_name,
+               "config": CONFIGS[model_name].to_dict()}
+    _save_atomic(dict(weights, optimizer=opt.state_dict(), rng=maker.rng.bit_generator.state), path)
+    _save_atomic(weights, os.path.join(os.path.dirname(path), WEIGHTS))
+
+
+def _save_atomic(payload, path):
     tmp = path + ".tmp"
-    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                "rng": maker.rng.bit_generator.state, "model_name": model_name,
-                "config": CONFIGS[model_name].to_dict()}, tmp)
+    torch.save(payload, tmp)
     os.replace(tmp, path)
 
 
