@@ -110,6 +110,6 @@ def test_older_checkpoints_without_the_hint_summary_still_load(trained, tmp_path
     old = {k: v for k, v in state.items() if not k.startswith("hint_summary.")}
     model = ColorNet(CONFIGS["small"])
     assert load_weights(model, old) is False  # loaded, with the new layer left at its no-op start
-    assert float(model.hint_summary.net[-1].weight.abs().sum()) == 0.0
+    assert float(model.hint_summary.net[-1].weight.detach().abs().sum()) == 0.0
     with pytest.raises(ValueError, match="does not fit"):
         load_weights(model, {k: v for k, v in state.items() if not k.startswith("conv1.")})
