@@ -6,12 +6,6 @@ off with the lightness difference relative to the local variance; hint pixels ar
 fixed. That is one sparse linear system per channel, solved directly (one
 factorization serves both channels). Used as the evaluation baseline and as the
 model-free `--method levin`.
-
-With a prior (the network's own ab) and a weight lam, each free pixel is also
-pulled toward the prior: (1 + lam) x_i - sum_j w_ij x_j = lam * prior_i. A hint
-then spreads along edges and fades with distance into the network's colors, so
-the user's dot shows exactly its color where it was painted while the rest of
-the photo keeps what the network saw (lam = 0 is plain Levin).
 """
 
 import numpy as np
@@ -33,9 +27,8 @@ def _require_scipy():
     return sp, spla
 
 
-def affinity_system(l, hint_mask, prior_weight=0.0):
-    """The sparse matrix of Levin's constraints for lightness l (H, W) in 0..100
-    (free pixels' diagonal 1 + prior_weight, hint pixels' rows fixed)."""
+def affinity_system(l, hint_mask):
+    """The sparse matrix of Levin's constraints for lightness l (H, W) in 0..100."""
     sp, _ = _require_scipy()
     h, w = l.shape
     y = (l / 100.0).astype(np.float64)
@@ -57,8 +50,7 @@ def affinity_system(l, hint_mask, prior_weight=0.0):
     wts /= np.maximum(wts.sum(0, keepdims=True), 1e-12)
     free = ~hint_mask.astype(bool)
     idx = np.arange(h * w).reshape(h, w)
-    diag = np.where(free, 1.0 + prior_weight, 1.0).ravel()
-    rows, cols, vals = [idx.ravel()], [idx.ravel()], [diag]
+    rows, cols, vals = [idx.ravel()], [idx.ravel()], [np.ones(h * w)]
     for k, (dy, dx) in enumerate(offsets):
         m = valid[k] & free
         r = idx[m]
@@ -69,22 +61,19 @@ def affinity_system(l, hint_mask, prior_weight=0.0):
     return sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(h * w, h * w))
 
 
-def levin_colorize(l, hint_ab, hint_mask, prior=None, prior_weight=0.0):
-    """l (H, W) 0..100, hint_ab (H, W, 2), hint_mask (H, W) -> ab float32 (H, W, 2).
-    prior (H, W, 2) and prior_weight > 0: fade the hints into the prior away from them."""
+def levin_colorize(l, hint_ab, hint_mask):
+    """l (H, W) 0..100, hint_ab (H, W, 2), hint_mask (H, W) -> ab float32 (H, W, 2)."""
     l = np.asarray(l, np.float32)
     hint_ab = np.asarray(hint_ab, np.float32)
     hint_mask = np.asarray(hint_mask).astype(bool)
     if l.ndim != 2 or hint_ab.shape != l.shape + (2,) or hint_mask.shape != l.shape:
         raise TinctError("Levin needs L (H, W), hints (H, W, 2) and a mask (H, W); got %s, %s, %s"
                          % (l.shape, hint_ab.shape, hint_mask.shape))
-    use_prior = prior is not None and prior_weight > 0
     if not hint_mask.any():
-        return np.array(prior, np.float32) if use_prior else np.zeros(l.shape + (2,), np.float32)
+        return np.zeros(l.shape + (2,), np.float32)
     _, spla = _require_scipy()
-    a = affinity_system(l, hint_mask, prior_weight if use_prior else 0.0)
-    free_rhs = prior_weight * np.asarray(prior, np.float64) if use_prior else 0.0
-    rhs = np.where(hint_mask[..., None], hint_ab, free_rhs).reshape(-1, 2).astype(np.float64)
+    a = affinity_system(l, hint_mask)
+    rhs = np.where(hint_mask[..., None], hint_ab, 0.0).reshape(-1, 2).astype(np.float64)
     solve = spla.splu(a, permc_spec="COLAMD")
     ab = solve.solve(rhs)
     return ab.reshape(l.shape + (2,)).astype(np.float32)
