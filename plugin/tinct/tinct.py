@@ -38,7 +38,7 @@ from gi.repository import Gegl, Gimp, Gio, GLib, GObject  # noqa: E402
 from tinct_core import roles, settings as tsettings  # noqa: E402
 from tinct_core.engine import EngineBridge  # noqa: E402
 from tinct_core.errors import TinctUserError  # noqa: E402
-from tinct_core.job import Host, IndexedImage, colorize  # noqa: E402
+from tinct_core.job import Host, IndexedImage, colorize, new_layer_place  # noqa: E402
 from tinct_core.pixels import Pixels  # noqa: E402
 
 PROC_COLORIZE = "plug-in-tinct-colorize"
@@ -394,12 +394,7 @@ class Tinct(Gimp.PlugIn):
         name = roles.HINTS_PREFIX if procedure.get_name() == PROC_HINTS else roles.DAMAGE_NAME
         host = GimpHost(image, drawables, run_mode == Gimp.RunMode.INTERACTIVE)
         try:
-            if host.base_type() == "INDEXED":
-                raise TinctUserError("Tinct works on RGB and grayscale images, and this image uses indexed colors. "
-                                     "Convert it with Image > Mode > RGB and try again.")
-            layers = host.layers()
-            photo = roles.find_photo(layers, host.selected())
-            above = roles.result_layer(layers, photo) or photo
+            photo, above = new_layer_place(host)
             src = above.handle
             image.undo_group_start()
             try:

@@ -142,6 +142,16 @@ class IndexedImage(TinctUserError):
                   "Convert it with Image > Mode > RGB and run Tinct again.")
 
 
+def new_layer_place(host):
+    """Where Add Hint Layer / Add Damage Mask put their layer: (photo, the layer to stack it directly
+    above, which is the photo's Tinct color layer when it has one). Refuses indexed images; changes nothing."""
+    if host.base_type() == "INDEXED":
+        raise IndexedImage()
+    layers = host.layers()
+    photo = roles.find_photo(layers, host.selected())
+    return photo, roles.result_layer(layers, photo) or photo
+
+
 def plan_colorize(host, settings, hint_layers=None, reference_layer=None, max_pixels=None, convert_indexed=False):
     """Read the document and validate: returns a Plan or raises TinctUserError. Changes nothing.
 

@@ -31,7 +31,7 @@ import gimpfu  # noqa: E402  (gimp, pdb, register, main, PF_*, constants)
 from tinct_core import roles, settings as tsettings  # noqa: E402
 from tinct_core.engine import EngineBridge  # noqa: E402
 from tinct_core.errors import TinctUserError  # noqa: E402
-from tinct_core.job import Host, colorize  # noqa: E402
+from tinct_core.job import Host, colorize, new_layer_place  # noqa: E402
 from tinct_core.pixels import Pixels, convert_channels, to_8bit, to_16bit  # noqa: E402
 
 INSTANCES = ("auto", "none", "selection")
@@ -279,12 +279,7 @@ def tinct_colorize_again(image, drawable):
 def _add_layer(image, drawable, name):
     host = Gimp2Host(image, drawable)
     try:
-        if host.base_type() == "INDEXED":
-            raise TinctUserError("Tinct works on RGB and grayscale images, and this image uses indexed colors. "
-                                 "Convert it with Image > Mode > RGB and try again.")
-        layers = host.layers()
-        photo = roles.find_photo(layers, host.selected())
-        above = roles.result_layer(layers, photo) or photo
+        photo, above = new_layer_place(host)
         gimpfu.pdb.gimp_image_undo_group_start(image)
         try:
             if host.base_type() == "GRAY" and name == roles.HINTS_PREFIX:

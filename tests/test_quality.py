@@ -1,0 +1,42 @@
+"""The shipped weights' quality, by evaluation: `tinct eval`'s protocol on Kodak24.
+
+Floors sit a little under what the shipped model measured (engine/weights/MODEL_CARD.md), so a
+model that got worse, or a pipeline change that broke hints, fails here. They are guards, not
+the targets: the model card gives the full table against the targets.
+"""
+
+import os
+
+import pytest
+
+from engine.evaluate import run_eval
+from engine.pipeline import Colorizer
+from tests.helpers import VAL
+
+# Measured on Kodak24 with the shipped model (see the model card), minus about 0.2 dB of slack.
+AUTO_OVER_GRAY_DB = 0.2
+TEN_HINTS_OVER_AUTO_DB = 1.5
+
+
+@pytest.fixture(scope="module")
+def kodak(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("kodak24")
+    names = sorted(n for n in os.listdir(VAL) if n.startswith("kodak_"))
+    assert len(names) == 24
+    for n in names:
+        os.symlink(os.path.join(VAL, n), str(folder / n))
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def scores(kodak):
+    res = run_eval(kodak, (0, 10), methods=("tinct", "gray"), colorizer=Colorizer(), progress=False)
+    return res["methods"]
+
+
+def test_automatic_colors_beat_gray(scores):
+    assert scores["tinct"][0] >= scores["gray"][0] + AUTO_OVER_GRAY_DB, scores
+
+
+def test_ten_hints_improve_on_automatic(scores):
+    assert scores["tinct"][10] >= scores["tinct"][0] + TEN_HINTS_OVER_AUTO_DB, scores
