@@ -42,7 +42,37 @@ def encode_local_hints(hint_rgba, out_h, out_w):
     flat_ab = ab.reshape(-1, 2)
     flat_ab[hit] = sums[hit] / counts[hit, None]
     mask.reshape(-1)[hit] = 1.0
-    return ab, mask
+    return grow_tiny_dots(ab, mask)
+
+
+TINY_DOT_CELLS = 4  # a dot of at most this many cells (within 5x5) counts as a click, not a patch
+
+
+def box_sum(a, radius):
+    """Sum of `a` over the (2r+1)^2 window around each cell (zero outside), same shape."""
+    k = 2 * radius + 1
+    p = np.pad(a, [(radius + 1, radius)] * 2 + [(0, 0)] * (a.ndim - 2))
+    c = p.cumsum(0).cumsum(1)
+    return c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]
+
+
+def grow_tiny_dots(ab, mask):
+    """Give each isolated dot of one or two cells the 3x3-cell footprint of a small brush.
+
+    A one-pixel pencil dot on a large photo is a single cell of the working grid, smaller than
+    most hints the network saw in training, so it pulls weakly; as a 3x3-cell patch it pulls
+    like the small patches users click in Zhang et al.'s interface. Larger painted patches,
+    and cells already hinted, are left exactly as they are."""
+    hinted = mask > 0
+    seeds = hinted & (box_sum(mask, 2) <= TINY_DOT_CELLS)
+    if not seeds.any():
+        return ab, mask
+    weight = box_sum(seeds.astype(np.float32), 1)
+    spread = box_sum(ab * seeds[..., None], 1)
+    grow = (weight > 0) & ~hinted
+    ab = ab.copy()
+    ab[grow] = spread[grow] / weight[grow, None]
+    return ab, np.where(grow, 1.0, mask).astype(np.float32)
 
 
 def has_hints(hint_rgba):

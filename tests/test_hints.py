@@ -9,11 +9,11 @@ def test_one_pixel_hint_survives_downscale():
     hint = np.zeros((1000, 1500, 4), np.uint8)
     hint[517, 903] = (20, 160, 40, 255)  # a single green pencil dot
     ab, mask = encode_local_hints(hint, 256, 384)
-    assert mask.sum() == 1
-    y, x = np.argwhere(mask)[0]
+    assert mask.sum() == 9  # the dot's cell and its small-brush footprint around it
+    y, x = np.argwhere(mask).mean(0)
     assert (y, x) == (517 * 256 // 1000, 903 * 384 // 1500)
     expect = rgb_to_lab(np.array([[20, 160, 40]], np.uint8))[0, 1:]
-    assert np.allclose(ab[y, x], expect, atol=0.01)
+    assert np.allclose(ab[int(y), int(x)], expect, atol=0.01)
 
 
 def test_hint_cell_averages_its_hint_pixels_and_ignores_transparent():
@@ -22,7 +22,7 @@ def test_hint_cell_averages_its_hint_pixels_and_ignores_transparent():
     hint[0, 1] = (255, 0, 0, 128)  # partly transparent still counts
     hint[1, 0] = (0, 0, 255, 0)  # fully transparent is no hint
     ab, mask = encode_local_hints(hint, 8, 8)
-    assert mask.sum() == 1 and mask[0, 0] == 1
+    assert mask[0, 0] == 1 and mask.sum() == 4  # the corner cell, grown to a (clipped) 3x3 footprint
     red = rgb_to_lab(np.array([[255, 0, 0]], np.uint8))[0, 1:]
     assert np.allclose(ab[0, 0], red, atol=0.01)
 
@@ -44,3 +44,21 @@ def test_global_vector_from_reference():
 def test_shipped_bins_are_reproducible():
     assert ab_bins().shape == (NUM_BINS, 2)
     assert np.array_equal(compute_ab_bins(), ab_bins())
+
+
+def test_a_one_pixel_dot_gets_a_small_brush_footprint():
+    hints = np.zeros((300, 300, 4), np.uint8)
+    hints[150, 150] = (200, 30, 30, 255)  # one pencil pixel on a photo larger than the grid
+    ab, mask = encode_local_hints(hints, 100, 100)
+    assert mask.sum() == 9 and mask[49:52, 49:52].all()
+    red = rgb_to_lab(np.array([[200, 30, 30]], np.uint8))[0, 1:]
+    np.testing.assert_allclose(ab[49:52, 49:52].reshape(-1, 2), np.tile(red, (9, 1)), atol=1e-3)
+
+
+def test_painted_patches_are_not_grown():
+    hints = np.zeros((100, 100, 4), np.uint8)
+    hints[20:25, 20:25] = (30, 200, 30, 255)  # a 5x5 patch: a brush stroke, kept as painted
+    hints[70, 70] = (30, 30, 200, 255)        # a lone dot far away grows
+    ab, mask = encode_local_hints(hints, 100, 100)
+    assert mask[20:25, 20:25].all() and mask[15:30, 15:30].sum() == 25
+    assert mask[69:72, 69:72].all() and mask.sum() == 25 + 9
