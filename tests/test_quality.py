@@ -14,8 +14,8 @@ from engine.pipeline import Colorizer
 from tests.helpers import VAL
 
 # Measured on Kodak24 with the shipped model (see the model card), minus about 0.2 dB of slack.
-AUTO_OVER_GRAY_DB = 0.2
-TEN_HINTS_OVER_AUTO_DB = 1.5
+AUTO_OVER_GRAY_DB = 0.4  # measured +0.59 (22.62 vs 22.03 dB)
+TEN_HINTS_OVER_AUTO_DB = 1.6  # measured +1.85 (24.47 vs 22.62 dB)
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,11 @@ def register(sub):
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train Tinct's network on a folder of color photos. Training resumes from OUT/checkpoint.pt "
                     "when it exists, so you can stop (Ctrl-C) and carry on later with the same command.",
-        epilog="""The shipped weights came from:
-  tinct train --corpus ../shared/corpus --out runs/small --model small --steps 4000
+        epilog="""The shipped weights came from (the exact history is in engine/weights/MODEL_CARD.md):
+  tinct train --corpus ../shared/corpus --out runs/small --model small --steps 5000 --lr 1e-3
   tinct export runs/small/checkpoint.pt -o engine/weights/tinct-small.onnx
+Carry on from the shipped weights (more steps, another machine):
+  tinct train --out runs/more --init tools/checkpoints/tinct-small.pt --steps 8000
 Instance-aware stages (instance, then fusion) start from that checkpoint; the exact commands
 and the evaluation that decides whether to ship are in engine/weights/MODEL_CARD_INSTANCES.md.
 Uses a CUDA GPU when torch sees one; the same command runs on CPU, only slower.""")
