@@ -127,7 +127,7 @@ def test_requests_queue_fairly_between_connections(engine):
     """A connection with 4 queued requests does not make a later one from another connection wait for all 4."""
     batch = greeted(engine)
     other = greeted(engine)
-    photo = gray_photo(400, 600)
+    photo = gray_photo(1500, 2000)  # big enough that the batch is still queued when "gimp" arrives
     for i in range(4):
         batch.sendall(image_frame(engine.token, i, photo, options={"render": 8}))
     time.sleep(0.3)
@@ -389,8 +389,9 @@ def test_shutdown_answers_queued_requests():
     try:
         s = e.connect()
         hello(s, e.token)
-        for rid in range(3):
-            s.sendall(image_frame(e.token, rid, gray_photo(700, 900), options={"render": 8}))
+        # six 4 MP requests: the first is still running at the shutdown, whatever the machine's speed
+        for rid in range(6):
+            s.sendall(image_frame(e.token, rid, gray_photo(2000, 2000), options={"render": 8}))
         time.sleep(0.2)
         stopper = e.connect()
         hello(stopper, e.token)
@@ -403,7 +404,7 @@ def test_shutdown_answers_queued_requests():
             if r is None:
                 break
             codes.append(r[0].get("code", r[0]["type"]))
-        assert "shutting_down" in codes and len(codes) == 3, codes
+        assert "shutting_down" in codes and len(codes) == 6, codes
         assert e.proc.wait(30) == 0
     finally:
         e.stop()
