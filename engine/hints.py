@@ -79,6 +79,11 @@ def has_hints(hint_rgba):
     return hint_rgba is not None and bool((np.asarray(hint_rgba)[..., 3] > 0).any())
 
 
+def _unit_scale(dtype):
+    """The value of full intensity for this pixel type (8-bit, 16-bit, float in [0, 1])."""
+    return 255.0 if dtype == np.uint8 else (65535.0 if dtype == np.uint16 else 1.0)
+
+
 def _reduce(rgb, side):
     """Box-reduce an RGB array so its short side is about `side` (integer stride)."""
     h, w = rgb.shape[:2]
@@ -87,8 +92,7 @@ def _reduce(rgb, side):
         return rgb
     hh, ww = (h // step) * step, (w // step) * step
     r = rgb[:hh, :ww].astype(np.float32).reshape(hh // step, step, ww // step, step, -1).mean((1, 3))
-    scale = 255.0 if rgb.dtype == np.uint8 else (65535.0 if rgb.dtype == np.uint16 else 1.0)
-    return r / scale
+    return r / _unit_scale(rgb.dtype)
 
 
 def ab_histogram(rgb):
@@ -101,8 +105,7 @@ def ab_histogram(rgb):
 def mean_saturation(rgb):
     """Mean HSV saturation in [0, 1]."""
     small = _reduce(np.asarray(rgb), HIST_SIDE)
-    if small.dtype != np.float32:
-        small = small.astype(np.float32) / (255.0 if small.dtype == np.uint8 else 65535.0)
+    small = small.astype(np.float32) / _unit_scale(small.dtype)
     mx = small.max(-1)
     mn = small.min(-1)
     sat = np.where(mx > 1e-6, (mx - mn) / np.maximum(mx, 1e-6), 0.0)
@@ -124,10 +127,6 @@ def global_hint_vector(reference_rgb=None, use_histogram=True, use_saturation=Tr
 
 
 COMPOSE_STRIP_ROWS = 512
-
-
-def _unit_scale(dtype):
-    return 255.0 if dtype == np.uint8 else (65535.0 if dtype == np.uint16 else 1.0)
 
 
 def compose_hint_layers(layers, height, width):

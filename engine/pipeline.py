@@ -173,6 +173,8 @@ class Colorizer:
         report = progress or (lambda fraction, message: None)
         if method not in METHODS:
             raise TinctError("unknown method %r; choose one of %s" % (method, ", ".join(METHODS)))
+        if method == "levin" and reference is not None:  # refused before any pixel work
+            raise TinctError("the Levin method cannot use a reference image; use the network method")
         t0 = time.time()
         report(0.05, "Reading the photo")
         grid = self.prepare(photo, hints, reference, size)
@@ -196,8 +198,6 @@ class Colorizer:
         else:
             from .levin import levin_colorize
 
-            if reference is not None:
-                raise TinctError("the Levin method cannot use a reference image; use the network method")
             ab_low = levin_colorize(l_low, hint_ab, hint_mask > 0)
             info["device"] = "cpu"
         info["model_s"] = round(time.time() - t1, 4)
