@@ -122,8 +122,9 @@ def main():
                                                        d["median_s"], d["peak_rss_mb"], verdict))
     if not args.skip_levin:
         tinct_s, levin_s = levin_ratio()
-        print("1 MP with 10 hints: Tinct %.2f s, Levin (full-resolution solve) %.2f s, ratio Tinct/Levin %.3f"
-              % (tinct_s, levin_s, tinct_s / levin_s))
+        print("1 MP with 10 hints: Tinct %.2f s (<= 1.5 s %s; it includes spreading the hints along edges "
+              "at half the working grid), Levin (full-resolution solve) %.2f s, ratio Tinct/Levin %.3f"
+              % (tinct_s, "OK" if tinct_s <= 1.5 else "MISSED", levin_s, tinct_s / levin_s))
 
 
 if __name__ == "__main__":

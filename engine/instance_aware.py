@@ -29,7 +29,8 @@ DETECT_CANDIDATES = 100  # boxes fetched from the detector before the size filte
 MAX_CROP_SOURCE = 4_000_000  # pixels of a box region read at full resolution before decimation
 MIN_INST_SIZE = 16
 # the fused graph's interface (engine/models/fusion.py exports it)
-FUSED_INPUTS = ("l", "hint_ab", "hint_mask", "global_hints", "inst_l", "inst_hint_ab", "inst_hint_mask", "boxes")
+FUSED_INPUTS = ("l", "hint_ab", "hint_mask", "global_hints", "inst_l", "inst_hint_ab", "inst_hint_mask", "boxes",
+                "hint_prop")
 FUSED_OUTPUTS = ("ab", "dist_logits")
 
 
@@ -180,10 +181,12 @@ class FusedModel:
         out["boxes"][:len(boxes)] = normalized_boxes(boxes, H, W)
         return out
 
-    def run(self, l_low, hint_ab, hint_mask, global_vec, inst):
-        """Working-grid inputs (as the full network takes them) + instance inputs -> ab (h, w, 2)."""
+    def run(self, l_low, hint_ab, hint_mask, global_vec, inst, hint_prop):
+        """Working-grid inputs (as the full network takes them, hint_prop (h, w, 3) included)
+        + instance inputs -> ab (h, w, 2)."""
         feeds = {"l": l_low[None, None], "hint_ab": hint_ab.transpose(2, 0, 1)[None],
-                 "hint_mask": hint_mask[None, None], "global_hints": global_vec[None]}
+                 "hint_mask": hint_mask[None, None], "global_hints": global_vec[None],
+                 "hint_prop": hint_prop.transpose(2, 0, 1)[None]}
         feeds.update(inst)
         feeds = {k: np.ascontiguousarray(v, np.float32) for k, v in feeds.items()}
         ab, _ = self.runtime.session.run(list(FUSED_OUTPUTS), feeds)

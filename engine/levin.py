@@ -5,7 +5,8 @@ unhinted pixel's ab is the weighted mean of its 3x3 neighbours', weights falling
 off with the lightness difference relative to the local variance; hint pixels are
 fixed. That is one sparse linear system per channel, solved directly (one
 factorization serves both channels). Used as the evaluation baseline and as the
-model-free `--method levin`.
+model-free `--method levin`, and, at half the network's resolution, as the
+network's own view of how the user's hints spread (`propagate_hints`).
 """
 
 import numpy as np
@@ -20,7 +21,7 @@ def _require_scipy():
         import scipy.sparse  # noqa: F401
         import scipy.sparse.linalg  # noqa: F401
     except ImportError:
-        raise TinctError("the Levin method needs scipy: pip install 'tinct[levin]'")
+        raise TinctError("the Levin method needs scipy: pip install scipy")
     import scipy.sparse as sp
     import scipy.sparse.linalg as spla
 
@@ -77,3 +78,58 @@ def levin_colorize(l, hint_ab, hint_mask):
     solve = spla.splu(a, permc_spec="COLAMD")
     ab = solve.solve(rhs)
     return ab.reshape(l.shape + (2,)).astype(np.float32)
+
+
+REACH_LEAK = 1e-3  # per coarse cell: a hint's reach fades over some 30 cells of flat lightness
+
+
+def hint_reach(l, hint_mask, leak=REACH_LEAK):
+    """How strongly each pixel is tied to some hint through similar lightness, 1 on hints, in [0, 1].
+
+    Levin's system for an indicator that leaks a little at every unhinted pixel: it stays
+    high across a region a dot sits in and drops at the edge around it, where plain
+    propagation would carry the dot's color on for lack of any other constraint.
+    """
+    sp, spla = _require_scipy()
+    mask = np.asarray(hint_mask).astype(bool)
+    a = affinity_system(l, mask) + sp.diags(leak * (~mask).ravel().astype(np.float64))
+    reach = spla.splu(a.tocsc(), permc_spec="COLAMD").solve(mask.ravel().astype(np.float64))
+    return np.clip(reach, 0.0, 1.0).reshape(l.shape).astype(np.float32)
+
+
+def propagate_hints(l, hint_ab, hint_mask, factor=2):
+    """The hints as the network takes them (`hint_prop`, (H, W, 3)): Levin's spread of their
+    ab over the whole grid, and their reach (`hint_reach`), solved on a grid `factor` times coarser.
+
+    A dot's color then already follows the photo's edges, and the network learns where to
+    trust it and where its own sense of objects knows better. Solving at half resolution
+    costs a sixth of the time and measured no worse (Levin at 10 hints on 20 val crops:
+    24.97 dB vs 24.93 dB at full resolution). Zeros when there is no hint.
+    """
+    l = np.asarray(l, np.float32)
+    mask = np.asarray(hint_mask) > 0
+    h, w = l.shape
+    if not mask.any():
+        return np.zeros((h, w, 3), np.float32)
+    ph, pw = -h % factor, -w % factor  # pad to whole cells, so no edge row's hint is lost
+    lp = np.pad(l, ((0, ph), (0, pw)), mode="edge")
+    mp = np.pad(mask, ((0, ph), (0, pw))).astype(np.float32)
+    abp = np.pad(np.asarray(hint_ab, np.float32), ((0, ph), (0, pw), (0, 0))) * mp[..., None]
+    lc = _cells(lp, factor).mean((1, 3))
+    m = _cells(mp, factor).sum((1, 3))
+    ab = _cells(abp, factor).sum((1, 3)) / np.maximum(m, 1.0)[..., None]
+    coarse = np.concatenate([levin_colorize(lc, ab, m > 0), hint_reach(lc, m > 0)[..., None]], -1)
+    return _bilinear(coarse, h + ph, w + pw)[:h, :w]
+
+
+def _cells(x, f):
+    """(H, W, ...) -> (H/f, f, W/f, f, ...) blocks for pooling."""
+    return x.reshape((x.shape[0] // f, f, x.shape[1] // f, f) + x.shape[2:])
+
+
+def _bilinear(x, h, w):
+    """Resize (hc, wc, C) to (h, w, C), sampling at pixel centres (as PIL and torch do)."""
+    from PIL import Image
+
+    return np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(x[..., c])).resize((w, h), Image.BILINEAR))
+                     for c in range(x.shape[-1])], -1).astype(np.float32)

@@ -62,6 +62,13 @@ WorkingGrid = namedtuple("WorkingGrid", "photo l hint_ab hint_mask global_hints"
 WorkingGrid.__doc__ = "One request at the network's resolution: the checked photo, L, local hints (ab, mask), global hints."
 
 
+def propagated_hints(grid):
+    """The hints spread along the photo's edges (Levin at half the working grid), as the network takes them."""
+    from .levin import propagate_hints
+
+    return propagate_hints(grid.l, grid.hint_ab, grid.hint_mask)
+
+
 class ColorResult:
     """ab for the whole photo, computed strip by strip from the fitted guided-filter maps."""
 
@@ -190,7 +197,7 @@ class Colorizer:
             info["instances"] = plan.info()
             if plan.used:
                 inst = self.fused.inputs(photo, plan.boxes, hint_ab, hint_mask, h, w)
-                ab_low = self.fused.run(l_low, hint_ab, hint_mask, grid.global_hints, inst)
+                ab_low = self.fused.run(l_low, hint_ab, hint_mask, grid.global_hints, inst, propagated_hints(grid))
                 info["device"] = self.fused.device
             else:
                 ab_low = self.run_network(grid)[0]
@@ -233,8 +240,9 @@ class Colorizer:
 
     def run_network(self, grid):
         """The full network on a prepared grid: (ab (h, w, 2), distribution logits (313, h/4, w/4))."""
+        prop = propagated_hints(grid).transpose(2, 0, 1)[None] if self.runtime.wants_hint_prop else None
         ab, dist = self.runtime.run(grid.l[None, None], grid.hint_ab.transpose(2, 0, 1)[None],
-                                    grid.hint_mask[None, None], grid.global_hints[None])
+                                    grid.hint_mask[None, None], grid.global_hints[None], prop)
         return ab[0].transpose(1, 2, 0), dist[0]
 
     def _plan_instances(self, instances, photo):

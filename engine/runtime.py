@@ -10,7 +10,7 @@ from . import TinctError
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(__file__), "weights")
 DEFAULT_MODEL = os.path.join(WEIGHTS_DIR, "tinct-small.onnx")
-INPUTS = ("l", "hint_ab", "hint_mask", "global_hints")
+INPUTS = ("l", "hint_ab", "hint_mask", "global_hints", "hint_prop")
 OUTPUTS = ("ab", "dist_logits")
 
 
@@ -45,14 +45,25 @@ class ModelRuntime:
         self.device = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
         meta = self.session.get_modelmeta().custom_metadata_map
         self.metadata = {k: (json.loads(v) if v[:1] in "{[" else v) for k, v in meta.items()}
+        self.input_names = [i.name for i in self.session.get_inputs()]
 
-    def run(self, l, hint_ab, hint_mask, global_hints):
-        """NCHW float32 arrays in natural units -> (ab (N,2,H,W), dist_logits (N,313,H/4,W/4))."""
+    @property
+    def wants_hint_prop(self):
+        """Whether this model takes the propagated hints (engine.levin.propagate_hints) as an input."""
+        return "hint_prop" in self.input_names
+
+    def run(self, l, hint_ab, hint_mask, global_hints, hint_prop=None):
+        """NCHW float32 arrays in natural units -> (ab (N,2,H,W), dist_logits (N,313,H/4,W/4)).
+        hint_prop (N,3,H,W) is fed to models that take it (zeros when not given)."""
         feeds = {
             "l": np.ascontiguousarray(l, np.float32),
             "hint_ab": np.ascontiguousarray(hint_ab, np.float32),
             "hint_mask": np.ascontiguousarray(hint_mask, np.float32),
             "global_hints": np.ascontiguousarray(global_hints, np.float32),
         }
+        if self.wants_hint_prop:
+            n, _, h, w = feeds["hint_ab"].shape
+            feeds["hint_prop"] = (np.zeros((n, 3, h, w), np.float32) if hint_prop is None
+                                  else np.ascontiguousarray(hint_prop, np.float32))
         ab, dist = self.session.run(list(OUTPUTS), feeds)
         return ab, dist

@@ -113,6 +113,7 @@ def test_onnx_export_with_eight_slots_matches_torch(net, tmp_path):
     with torch.no_grad():  # make the fusion weights matter
         for p in m.fusion.parameters():
             p.add_(torch.randn_like(p) * 0.1)
+        m.full.prop_gate.conv.bias.fill_(0.5)  # and the propagated hints
     path = str(tmp_path / "fused.onnx")
     export_fused_onnx(m, path, max_instances=8, inst_size=32, size=(32, 48))
     s = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
@@ -123,9 +124,11 @@ def test_onnx_export_with_eight_slots_matches_torch(net, tmp_path):
     (l, hab, hm, g), (il, iab, im, boxes) = _inputs(n=1, h=64, w=40, k=8, s=48, seed=3)
     boxes[0, 0] = torch.tensor([0.1, 0.1, 0.6, 0.8])
     boxes[0, 1] = torch.tensor([0.4, 0.3, 0.95, 0.7])
+    hm[..., 10, 10] = 1.0  # a hint, so the propagated hints pass the full network's gate
+    prop = torch.cat([torch.randn(1, 2, 64, 40) * 30, torch.rand(1, 1, 64, 40)], 1)
     with torch.no_grad():
-        ref = m(l, hab, hm, g, il, iab, im, boxes)
-    feeds = dict(zip(FUSED_INPUTS, [t.numpy() for t in (l, hab, hm, g, il[0], iab[0], im[0], boxes[0])]))
+        ref = m(l, hab, hm, g, il, iab, im, boxes, prop)
+    feeds = dict(zip(FUSED_INPUTS, [t.numpy() for t in (l, hab, hm, g, il[0], iab[0], im[0], boxes[0], prop)]))
     out = s.run(None, feeds)
     assert out[0].shape == (1, 2, 64, 40) and out[1].shape == (1, 313, 16, 10)
     np.testing.assert_allclose(out[0], ref[0].numpy(), atol=1e-3)
@@ -142,9 +145,10 @@ def test_onnx_export_with_a_dynamic_slot_count_and_fewer_layers(net, tmp_path):
     (l, hab, hm, g), (il, iab, im, boxes) = _inputs(n=1, h=48, w=56, k=2, s=32, seed=5)
     boxes[0, 0] = torch.tensor([0.2, 0.1, 0.9, 0.6])
     boxes[0, 1] = torch.tensor([0.0, 0.5, 0.4, 1.0])
+    prop = torch.cat([torch.randn(1, 2, 48, 56) * 30, torch.rand(1, 1, 48, 56)], 1)
     with torch.no_grad():
-        ref = m(l, hab, hm, g, il, iab, im, boxes)
-    feeds = dict(zip(FUSED_INPUTS, [t.numpy() for t in (l, hab, hm, g, il[0], iab[0], im[0], boxes[0])]))
+        ref = m(l, hab, hm, g, il, iab, im, boxes, prop)
+    feeds = dict(zip(FUSED_INPUTS, [t.numpy() for t in (l, hab, hm, g, il[0], iab[0], im[0], boxes[0], prop)]))
     out = s.run(None, feeds)  # K = 2 slots only
     np.testing.assert_allclose(out[0], ref[0].numpy(), atol=1e-3)
 

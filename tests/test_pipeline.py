@@ -52,6 +52,24 @@ def test_a_hint_pulls_the_color_toward_it(colorizer):
     assert np.linalg.norm(hinted - blue) < 0.5 * np.linalg.norm(auto - blue)
 
 
+def test_a_dot_colors_its_whole_region_and_stops_at_the_edge(colorizer):
+    """The hints reach the network already spread along the photo's edges (Levin at half the
+    working grid): one dot colors its region far beyond the dot, and not the region next door."""
+    rng = np.random.default_rng(0)
+    h, w = 192, 256
+    l = np.where(np.arange(w)[None, :] < 128, 35.0, 80.0) + rng.normal(0, 1.0, (h, w))
+    gray = np.clip(np.repeat((l / 100.0 * 255)[..., None], 3, -1), 0, 255).astype(np.uint8)
+    hints = np.zeros((h, w, 4), np.uint8)
+    hints[94:99, 30:35] = (40, 80, 220, 255)  # a blue dot near the left border
+    blue = rgb_to_lab(np.array([[40, 80, 220]], np.uint8))[0, 1:]
+    auto = colorizer.colorize(gray).ab
+    ab = colorizer.colorize(gray, hints=hints).ab
+    far_left = ab[20:170, 90:120].reshape(-1, 2).mean(0)  # 60+ px from the dot, same region
+    right = ab[20:170, 140:240].reshape(-1, 2).mean(0)
+    assert np.linalg.norm(far_left - blue) < 0.4 * np.linalg.norm(blue)
+    assert np.linalg.norm(right - auto[20:170, 140:240].reshape(-1, 2).mean(0)) < 0.3 * np.linalg.norm(blue)
+
+
 @pytest.mark.parametrize("shape,dtype", [
     ((16, 16), np.uint8), ((37, 211), np.uint16), ((90, 60, 3), np.uint8),
     ((64, 48, 4), np.uint16), ((40, 40, 3), np.float32),

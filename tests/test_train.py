@@ -48,20 +48,99 @@ def test_training_resumes_from_checkpoint(trained, tiny_corpus):
 
 
 def test_onnx_export_matches_torch(trained, tmp_path):
-    ckpt = os.path.join(trained, "checkpoint.pt")
-    onnx_path = export_onnx(ckpt, str(tmp_path / "m.onnx"))
-    model, _ = load_model(ckpt)
+    model, _ = load_model(os.path.join(trained, "checkpoint.pt"))
     rng = np.random.default_rng(0)
     h, w = 48, 72  # not the export size: dynamic axes must work
     inputs = [rng.uniform(0, 100, (1, 1, h, w)), rng.normal(0, 30, (1, 2, h, w)),
-              (rng.random((1, 1, h, w)) > 0.97), rng.random((1, GLOBAL_DIM))]
+              (rng.random((1, 1, h, w)) > 0.97), rng.random((1, GLOBAL_DIM)),
+              np.concatenate([rng.normal(0, 30, (1, 2, h, w)), rng.random((1, 1, h, w))], 1)]
     inputs = [np.asarray(x, np.float32) for x in inputs]
-    ab, dist = ModelRuntime(onnx_path).run(*inputs)
+    model.prop_gate.conv.bias.data.fill_(0.3)  # an open gate, so the propagated hints count in the parity
+    model.prop_in.weight.data.normal_(0, 0.1)
+    model.reach_in.weight.data.normal_(0, 0.1)
+    model.prop_gate.reach.weight.data.fill_(-1.0)
+    torch.save({"model": model.state_dict(), "step": 3, "model_name": "small",
+                "config": model.config.to_dict()}, str(tmp_path / "w.pt"))
+    onnx_path = export_onnx(str(tmp_path / "w.pt"), str(tmp_path / "m.onnx"))
+    runtime = ModelRuntime(onnx_path)
+    assert runtime.wants_hint_prop
+    ab, dist = runtime.run(*inputs)
     with torch.no_grad():
         tab, tdist = model(*[torch.from_numpy(x) for x in inputs])
     assert ab.shape == (1, 2, h, w) and dist.shape == (1, 313, h // 4, w // 4)
     assert np.abs(ab - tab.numpy()).max() < 1e-3
     assert np.abs(dist - tdist.numpy()).max() < 1e-3
+
+
+def test_the_propagated_hints_count_only_when_the_photo_has_hints():
+    """The gate is zero without any hint: automatic colorization is the network's alone."""
+    from engine.models.colornet import ColorNet
+    from engine.models.config import CONFIGS
+
+    torch.manual_seed(0)
+    model = ColorNet(CONFIGS["small"]).eval()
+    model.prop_gate.conv.bias.data.fill_(5.0)  # nearly fully open wherever a hint exists
+    l = torch.rand(1, 1, 32, 32) * 100
+    prop = torch.cat([torch.full((1, 2, 32, 32), 40.0), torch.ones(1, 1, 32, 32)], 1)
+    none = torch.zeros(1, 1, 32, 32)
+    g = torch.zeros(1, GLOBAL_DIM)
+    with torch.no_grad():
+        base, _ = model(l, torch.zeros(1, 2, 32, 32), none, g)
+        no_hint, _ = model(l, torch.zeros(1, 2, 32, 32), none, g, prop)
+        mask = none.clone()
+        mask[..., 5, 5] = 1
+        hinted, _ = model(l, torch.zeros(1, 2, 32, 32), mask, g, prop)
+    assert torch.allclose(base, no_hint)
+    assert float((hinted - 40.0).abs().max()) < 1.0  # the gate passes the propagation through
+
+
+def test_batches_carry_the_hints_propagated_along_edges(tiny_corpus):
+    maker = BatchMaker(load_corpus(tiny_corpus), crop=32, seed=3)
+    b = maker.batch(8)
+    assert b["hint_prop"].shape == (8, 3, 32, 32)
+    for i in range(8):
+        hinted = b["hint_mask"][i, 0] > 0
+        if hinted.any():
+            reach = b["hint_prop"][i, 2]
+            assert (np.abs(b["hint_prop"][i, :2]) > 0).mean() > 0.9 and 0 < reach.max() <= 1 and reach.min() >= 0
+        else:
+            assert not b["hint_prop"][i].any()
+
+
+def test_models_exported_before_the_propagated_hints_still_run(trained, tmp_path):
+    """A model file without the hint_prop input (an older export, or --model of one) gets no
+    propagation: the pipeline asks the session which inputs it has."""
+    import warnings
+
+    from engine.pipeline import Colorizer
+    from engine.runtime import OUTPUTS
+
+    model, _ = load_model(os.path.join(trained, "checkpoint.pt"))
+
+    class Legacy(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, l, hint_ab, hint_mask, global_hints):
+            return self.net(l, hint_ab, hint_mask, global_hints)
+
+    path = str(tmp_path / "legacy.onnx")
+    names = ["l", "hint_ab", "hint_mask", "global_hints"]
+    axes = {n: {0: "b", 2: "h", 3: "w"} for n in names[:3] + list(OUTPUTS)}
+    dummy = (torch.rand(1, 1, 32, 32) * 100, torch.zeros(1, 2, 32, 32), torch.zeros(1, 1, 32, 32),
+             torch.zeros(1, GLOBAL_DIM))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Legacy(model), dummy, path, input_names=names, output_names=list(OUTPUTS),
+                          dynamic_axes=axes, opset_version=17, dynamo=False)
+    colorizer = Colorizer(model_path=path, fused_model_path=None)
+    assert not colorizer.runtime.wants_hint_prop
+    photo = np.random.default_rng(0).integers(0, 255, (40, 48), np.uint8)
+    hints = np.zeros((40, 48, 4), np.uint8)
+    hints[10, 10] = (200, 40, 40, 255)
+    out = colorizer.colorize(photo, hints=hints, instances="none").ab
+    assert out.shape == (40, 48, 2) and np.isfinite(out).all()
 
 
 def test_hint_simulation_follows_the_paper():
@@ -101,15 +180,17 @@ def test_a_run_moves_with_its_weights_file(trained, tiny_corpus, tmp_path):
     assert state["step"] == saved["step"] + 1  # one step on from where the weights left off
 
 
-def test_older_checkpoints_without_the_hint_summary_still_load(trained, tmp_path):
+def test_older_checkpoints_without_the_newer_layers_still_load(trained, tmp_path):
     from engine.train.loop import load_weights
     from engine.models.colornet import ColorNet
     from engine.models.config import CONFIGS
 
     state = torch.load(os.path.join(trained, "checkpoint.pt"), weights_only=False)["model"]
-    old = {k: v for k, v in state.items() if not k.startswith("hint_summary.")}
+    old = {k: v for k, v in state.items()
+           if not k.startswith(("hint_summary.", "prop_in.", "reach_in.", "prop_gate."))}
     model = ColorNet(CONFIGS["small"])
     assert load_weights(model, old) is False  # loaded, with the new layer left at its no-op start
     assert float(model.hint_summary.net[-1].weight.detach().abs().sum()) == 0.0
+    assert float(model.prop_in.weight.detach().abs().sum()) == 0.0
     with pytest.raises(ValueError, match="does not fit"):
         load_weights(model, {k: v for k, v in state.items() if not k.startswith("conv1.")})

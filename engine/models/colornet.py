@@ -5,6 +5,11 @@ Inputs: L, local hints (ab + mask) at full resolution, and a global-hint vector
 The local hints also reach the bottleneck pooled (HintSummary), so that a few
 dots inform the whole photo from the first layers of training on, instead of
 only after the encoder has learned to carry them down.
+When the caller also gives `hint_prop` (Levin's edge-aware spread of the hints'
+ab and their reach, `engine.levin.propagate_hints`), it enters with L, and a
+learned per-pixel gate blends the spread ab with the network's own: the network
+learns where propagation along edges is right and where its sense of objects
+knows better.
 Outputs: ab by regression, and logits of a 313-bin color distribution at 1/4
 resolution (the source of per-pixel color suggestions).
 All inputs and outputs are in natural units (L 0..100, ab about -110..110); the
@@ -79,6 +84,24 @@ class HintSummary(nn.Module):
         return self.net(torch.cat(parts, 1))
 
 
+class PropGate(nn.Module):
+    """Per-pixel weight in [0, 1] of the propagated hints against the network's own ab, from the
+    last features and the hints' reach. Zero where the photo has no hint at all, so automatic
+    colorization is the network's alone."""
+
+    def __init__(self, cin):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, 1, 1)
+        self.reach = nn.Conv2d(1, 1, 1)
+        for layer in (self.conv, self.reach):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, feat, reach, hint_mask):
+        any_hint = torch.amax(hint_mask, dim=(2, 3), keepdim=True)
+        return torch.sigmoid(self.conv(feat) + self.reach(reach)) * any_hint
+
+
 class ColorNet(nn.Module):
     def __init__(self, config: NetConfig = CONFIGS["small"]):
         super().__init__()
@@ -106,16 +129,24 @@ class ColorNet(nn.Module):
         self.conv10 = nn.Sequential(nn.Conv2d(ch["c10"], ch["c10"], 3, padding=1), nn.LeakyReLU(0.2, True))
         self.ab_head = nn.Conv2d(ch["c10"], 2, 1)
         self.dist_head = nn.Conv2d(ch["c8"], NUM_BINS, 1)
+        # the propagated hints: into the first conv (a no-op at first) and through the gate
+        self.prop_in = nn.Conv2d(2, ch["c1"], 3, padding=1)
+        self.reach_in = nn.Conv2d(1, ch["c1"], 3, padding=1)
+        for layer in (self.prop_in, self.reach_in):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        self.prop_gate = PropGate(ch["c10"])
 
-    def forward(self, l, hint_ab, hint_mask, global_hints):
-        ab, dist, _ = self.run(l, hint_ab, hint_mask, global_hints)
+    def forward(self, l, hint_ab, hint_mask, global_hints, hint_prop=None):
+        ab, dist, _ = self.run(l, hint_ab, hint_mask, global_hints, hint_prop=hint_prop)
         return ab, dist
 
-    def run(self, l, hint_ab, hint_mask, global_hints, fuse=None):
+    def run(self, l, hint_ab, hint_mask, global_hints, fuse=None, hint_prop=None):
         """Block by block: (ab, dist_logits, {layer name: feature}).
 
         fuse: None, or callable(name, feature) -> feature applied after each block
-        (for conv4: after the hint injections); instance-aware fusion hooks in here."""
+        (for conv4: after the hint injections); instance-aware fusion hooks in here.
+        hint_prop: None (the network alone), or the propagated hints (N, 3, H, W): ab and reach."""
         feats = {}
 
         def tap(name, x):
@@ -125,7 +156,10 @@ class ColorNet(nn.Module):
             return x
 
         x = torch.cat([(l - 50.0) / 50.0, hint_ab / AB_SCALE, hint_mask], dim=1)
-        f1 = tap("conv1", self.conv1(x))
+        first = self.conv1[0](x)
+        if hint_prop is not None:
+            first = first + self.prop_in(hint_prop[:, :2] / AB_SCALE) + self.reach_in(hint_prop[:, 2:])
+        f1 = tap("conv1", self.conv1[1:](first))
         f2 = tap("conv2", self.conv2(F.avg_pool2d(f1, 2)))
         f3 = tap("conv3", self.conv3(F.avg_pool2d(f2, 2)))
         f4 = self.conv4(F.avg_pool2d(f3, 2))
@@ -138,6 +172,9 @@ class ColorNet(nn.Module):
         f9 = tap("conv9", self.conv9(self.up9(f8, f2)))
         f10 = tap("conv10", self.conv10(self.up10(f9, f1)))
         ab = torch.tanh(self.ab_head(f10)) * AB_SCALE
+        if hint_prop is not None:
+            gate = self.prop_gate(f10, hint_prop[:, 2:], hint_mask)
+            ab = ab + gate * (hint_prop[:, :2] - ab)
         return ab, self.dist_head(f8), feats
 
 

@@ -47,9 +47,9 @@ def layer_channels(config):
             "conv6": ch["c4"], "conv7": ch["c4"], "conv8": ch["c8"], "conv9": ch["c9"], "conv10": ch["c10"]}
 
 
-def run_colornet(net, l, hint_ab, hint_mask, global_hints, fuse=None):
+def run_colornet(net, l, hint_ab, hint_mask, global_hints, fuse=None, hint_prop=None):
     """(ab, dist_logits, features) of a ColorNet, with `fuse` applied after each block (ColorNet.run)."""
-    return net.run(l, hint_ab, hint_mask, global_hints, fuse=fuse)
+    return net.run(l, hint_ab, hint_mask, global_hints, fuse=fuse, hint_prop=hint_prop)
 
 
 class WeightNet(nn.Module):
@@ -146,8 +146,10 @@ class InstanceFusionNet(nn.Module):
         _, _, feats = run_colornet(self.instance, flat(inst_l), flat(inst_hint_ab), flat(inst_hint_mask), g)
         return feats
 
-    def forward(self, l, hint_ab, hint_mask, global_hints, inst_l, inst_hint_ab, inst_hint_mask, boxes):
-        """Full image: l (N,1,H,W), hint_ab (N,2,H,W), hint_mask (N,1,H,W), global_hints (N,G);
+    def forward(self, l, hint_ab, hint_mask, global_hints, inst_l, inst_hint_ab, inst_hint_mask, boxes,
+                hint_prop=None):
+        """Full image: l (N,1,H,W), hint_ab (N,2,H,W), hint_mask (N,1,H,W), global_hints (N,G),
+        and optionally the propagated hints hint_prop (N,3,H,W), which only the full network takes;
         instances: inst_l (N,K,1,s,s), inst_hint_ab (N,K,2,s,s), inst_hint_mask (N,K,1,s,s),
         boxes (N,K,4) in [0, 1] (a slot with an empty box is unused).
         -> (ab (N,2,H,W), dist_logits (N,313,H/4,W/4))."""
@@ -163,7 +165,7 @@ class InstanceFusionNet(nn.Module):
             grid, inside = grids[(h, w)]
             return self.fusion[name](full, inst[name], grid, inside)
 
-        ab, dist, _ = run_colornet(self.full, l, hint_ab, hint_mask, global_hints, fuse=fuse)
+        ab, dist, _ = run_colornet(self.full, l, hint_ab, hint_mask, global_hints, fuse=fuse, hint_prop=hint_prop)
         return ab, dist
 
     def fusion_parameters(self):
@@ -174,7 +176,8 @@ class FusedExport(nn.Module):
     """ONNX wrapper: one photo, a fixed number of instance slots.
 
     Inputs  l (1,1,H,W), hint_ab (1,2,H,W), hint_mask (1,1,H,W), global_hints (1,G),
-            inst_l (K,1,S,S), inst_hint_ab (K,2,S,S), inst_hint_mask (K,1,S,S), boxes (K,4) in [0, 1].
+            inst_l (K,1,S,S), inst_hint_ab (K,2,S,S), inst_hint_mask (K,1,S,S), boxes (K,4) in [0, 1],
+            hint_prop (1,3,H,W).
     Outputs ab (1,2,H,W), dist_logits (1,313,H/4,W/4).
     """
 
@@ -182,9 +185,9 @@ class FusedExport(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, l, hint_ab, hint_mask, global_hints, inst_l, inst_hint_ab, inst_hint_mask, boxes):
+    def forward(self, l, hint_ab, hint_mask, global_hints, inst_l, inst_hint_ab, inst_hint_mask, boxes, hint_prop):
         return self.model(l, hint_ab, hint_mask, global_hints, inst_l[None], inst_hint_ab[None],
-                          inst_hint_mask[None], boxes[None])
+                          inst_hint_mask[None], boxes[None], hint_prop)
 
 
 
@@ -209,9 +212,10 @@ def export_fused_onnx(model, out_path, max_instances=MAX_INSTANCES, inst_size=64
     boxes = torch.zeros(k, 4)
     boxes[0] = torch.tensor([0.1, 0.2, 0.5, 0.9])
     dummy = (torch.rand(1, 1, h, w) * 100, torch.zeros(1, 2, h, w), torch.zeros(1, 1, h, w), torch.zeros(1, GLOBAL_DIM),
-             torch.rand(k, 1, s, s) * 100, torch.zeros(k, 2, s, s), torch.zeros(k, 1, s, s), boxes)
+             torch.rand(k, 1, s, s) * 100, torch.zeros(k, 2, s, s), torch.zeros(k, 1, s, s), boxes,
+             torch.zeros(1, 3, h, w))
     axes = {"l": {2: "height", 3: "width"}, "hint_ab": {2: "height", 3: "width"}, "hint_mask": {2: "height", 3: "width"},
-            "inst_l": {2: "crop", 3: "crop"}, "inst_hint_ab": {2: "crop", 3: "crop"},
+            "hint_prop": {2: "height", 3: "width"}, "inst_l": {2: "crop", 3: "crop"}, "inst_hint_ab": {2: "crop", 3: "crop"},
             "inst_hint_mask": {2: "crop", 3: "crop"},
             "ab": {2: "height", 3: "width"}, "dist_logits": {2: "height4", 3: "width4"}}
     if dynamic_instances:

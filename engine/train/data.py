@@ -1,6 +1,7 @@
 """Training samples from the corpus: random scale, crop and flip, then simulated
 user hints as in Zhang et al. 2017 (geometric number of patches of size 1-9 at
-Gaussian positions, revealing the patch's mean ab) and randomly dropped global hints."""
+Gaussian positions, revealing the patch's mean ab), their propagation along edges
+(as the pipeline computes it at inference) and randomly dropped global hints."""
 
 import glob
 import os
@@ -11,6 +12,7 @@ from PIL import Image
 from ..color import rgb_to_lab
 from ..gamut import soft_encode
 from ..hints import GLOBAL_DIM, NUM_BINS, mean_saturation
+from ..levin import propagate_hints
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -110,6 +112,7 @@ class BatchMaker:
             "ab": ab.transpose(2, 0, 1),
             "hint_ab": hint_ab.transpose(2, 0, 1),
             "hint_mask": mask[None],
+            "hint_prop": propagate_hints(lab[..., 0], hint_ab, mask).transpose(2, 0, 1),
             "global_hints": self.hints.global_vector(rgb, ab_small),
         }
 

@@ -15,8 +15,9 @@ from .loop import load_model
 def export_onnx(ckpt_path, out_path, opset=17, extra_metadata=None):
     model, state = load_model(ckpt_path)
     h = w = 64
-    dummy = (torch.rand(1, 1, h, w) * 100, torch.zeros(1, 2, h, w), torch.zeros(1, 1, h, w), torch.zeros(1, GLOBAL_DIM))
-    axes = {name: {0: "batch", 2: "height", 3: "width"} for name in INPUTS[:3] + OUTPUTS}
+    dummy = (torch.rand(1, 1, h, w) * 100, torch.zeros(1, 2, h, w), torch.zeros(1, 1, h, w), torch.zeros(1, GLOBAL_DIM),
+             torch.zeros(1, 3, h, w))
+    axes = {name: {0: "batch", 2: "height", 3: "width"} for name in INPUTS[:3] + INPUTS[4:] + OUTPUTS}
     axes["global_hints"] = {0: "batch"}
     with warnings.catch_warnings():  # the TorchScript exporter is deprecated but handles our plain CNN best
         warnings.simplefilter("ignore", DeprecationWarning)

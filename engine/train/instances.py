@@ -38,6 +38,7 @@ from ..models.colornet import ColorNet
 from ..models.config import CONFIGS
 from ..models.fusion import DEFAULT_LAYERS, FUSED_LAYERS, InstanceFusionNet, export_fused_onnx
 from .data import HintSimulator, list_images
+from ..levin import propagate_hints
 from .loop import CHECKPOINT, compute_loss, load_model, lr_at, pick_device, soft_targets
 
 STAGES = ("full", "instance", "fusion")
@@ -150,14 +151,19 @@ def _crop_rgb(rgb, box_px, size):
                                                   reducing_gap=None))
 
 
-def _sample_dict(rgb, hints):
+def _sample_dict(rgb, hints, with_prop=False):
+    """with_prop: also the hints propagated along edges, which only the full network takes
+    (instance networks see their crop's hints alone, in training as in the fused model)."""
     lab = rgb_to_lab(rgb)
     ab = lab[..., 1:]
     hint_ab, mask = hints.local(ab)
     n = rgb.shape[0] // 4
     ab_small = ab.reshape(n, 4, n, 4, 2).mean((1, 3))
-    return {"l": lab[..., 0][None], "ab": ab.transpose(2, 0, 1), "hint_ab": hint_ab.transpose(2, 0, 1),
-            "hint_mask": mask[None], "global_hints": hints.global_vector(rgb, ab_small)}
+    out = {"l": lab[..., 0][None], "ab": ab.transpose(2, 0, 1), "hint_ab": hint_ab.transpose(2, 0, 1),
+           "hint_mask": mask[None], "global_hints": hints.global_vector(rgb, ab_small)}
+    if with_prop:
+        out["hint_prop"] = propagate_hints(lab[..., 0], hint_ab, mask).transpose(2, 0, 1)
+    return out
 
 
 class InstanceBatchMaker:
@@ -229,7 +235,7 @@ class FusionBatchMaker:
         if flip:
             window = window[:, ::-1]
         window = np.ascontiguousarray(window)
-        s = _sample_dict(window, self.hints)
+        s = _sample_dict(window, self.hints, with_prop=True)
         # boxes: photo [0, 1] -> scaled pixels -> window pixels, clipped; keep mostly visible ones
         kept = []
         for b in boxes:
@@ -265,7 +271,7 @@ class FusionBatchMaker:
         samples = [self.sample() for _ in range(n)]
         k = max(1, max(len(s["boxes"]) for s in samples))  # pad to the most boxes in this batch
         out = {key: np.stack([s[key] for s in samples]).astype(np.float32)
-               for key in ("l", "ab", "hint_ab", "hint_mask", "global_hints")}
+               for key in ("l", "ab", "hint_ab", "hint_mask", "global_hints", "hint_prop")}
         for key in ("inst_l", "inst_hint_ab", "inst_hint_mask", "boxes"):
             arr = np.zeros((n, k) + samples[0][key].shape[1:], np.float32)
             for i, s in enumerate(samples):
@@ -279,7 +285,8 @@ class FusionBatchMaker:
 
 def fused_loss(model, batch, bins, dist_weight=0.5, huber_delta=5.0):
     ab_pred, logits = model(batch["l"], batch["hint_ab"], batch["hint_mask"], batch["global_hints"],
-                            batch["inst_l"], batch["inst_hint_ab"], batch["inst_hint_mask"], batch["boxes"])
+                            batch["inst_l"], batch["inst_hint_ab"], batch["inst_hint_mask"], batch["boxes"],
+                            batch.get("hint_prop"))
     reg = F.huber_loss(ab_pred, batch["ab"], delta=huber_delta) / huber_delta
     target = soft_targets(F.avg_pool2d(batch["ab"], 4), bins)
     ce = -(target * F.log_softmax(logits, dim=1)).sum(1).mean()

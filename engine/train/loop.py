@@ -27,7 +27,7 @@ from .data import BatchMaker, load_corpus
 
 CHECKPOINT = "checkpoint.pt"
 WEIGHTS = "weights.pt"
-NEW_LAYERS = ("hint_summary",)  # ColorNet layers that start as a no-op, so older checkpoints resume
+NEW_LAYERS = ("hint_summary", "prop_in", "reach_in", "prop_gate")  # ColorNet layers that start as a no-op, so older checkpoints resume
 
 
 def pick_device():
@@ -57,7 +57,8 @@ def loss_weights(step, total, schedule="joint"):
 
 
 def compute_loss(model, batch, bins, dist_weight=0.5, huber_delta=5.0, reg_weight=1.0):
-    ab_pred, logits = model(batch["l"], batch["hint_ab"], batch["hint_mask"], batch["global_hints"])
+    ab_pred, logits = model(batch["l"], batch["hint_ab"], batch["hint_mask"], batch["global_hints"],
+                            batch.get("hint_prop"))
     reg = F.huber_loss(ab_pred, batch["ab"], delta=huber_delta) / huber_delta
     target = soft_targets(F.avg_pool2d(batch["ab"], 4), bins)
     ce = -(target * F.log_softmax(logits, dim=1)).sum(1).mean()
