@@ -72,18 +72,21 @@ def levin_colorize(l, hint_ab, hint_mask):
                          % (l.shape, hint_ab.shape, hint_mask.shape))
     if not hint_mask.any():
         return np.zeros(l.shape + (2,), np.float32)
+    return _solve_ab(affinity_system(l, hint_mask), hint_ab, hint_mask)
+
+
+def _solve_ab(system, hint_ab, hint_mask):
+    """Both ab channels from one factorization of Levin's system."""
     _, spla = _require_scipy()
-    a = affinity_system(l, hint_mask)
     rhs = np.where(hint_mask[..., None], hint_ab, 0.0).reshape(-1, 2).astype(np.float64)
-    solve = spla.splu(a, permc_spec="COLAMD")
-    ab = solve.solve(rhs)
-    return ab.reshape(l.shape + (2,)).astype(np.float32)
+    ab = spla.splu(system.tocsc(), permc_spec="COLAMD").solve(rhs)
+    return ab.reshape(hint_mask.shape + (2,)).astype(np.float32)
 
 
 REACH_LEAK = 1e-3  # per coarse cell: a hint's reach fades over some 30 cells of flat lightness
 
 
-def hint_reach(l, hint_mask, leak=REACH_LEAK):
+def _solve_reach(system, mask, leak):
     """How strongly each pixel is tied to some hint through similar lightness, 1 on hints, in [0, 1].
 
     Levin's system for an indicator that leaks a little at every unhinted pixel: it stays
@@ -91,15 +94,14 @@ def hint_reach(l, hint_mask, leak=REACH_LEAK):
     propagation would carry the dot's color on for lack of any other constraint.
     """
     sp, spla = _require_scipy()
-    mask = np.asarray(hint_mask).astype(bool)
-    a = affinity_system(l, mask) + sp.diags(leak * (~mask).ravel().astype(np.float64))
-    reach = spla.splu(a.tocsc(), permc_spec="COLAMD").solve(mask.ravel().astype(np.float64))
-    return np.clip(reach, 0.0, 1.0).reshape(l.shape).astype(np.float32)
+    leaky = system + sp.diags(leak * (~mask).ravel().astype(np.float64))
+    reach = spla.splu(leaky.tocsc(), permc_spec="COLAMD").solve(mask.ravel().astype(np.float64))
+    return np.clip(reach, 0.0, 1.0).reshape(mask.shape).astype(np.float32)
 
 
 def propagate_hints(l, hint_ab, hint_mask, factor=2):
     """The hints as the network takes them (`hint_prop`, (H, W, 3)): Levin's spread of their
-    ab over the whole grid, and their reach (`hint_reach`), solved on a grid `factor` times coarser.
+    ab over the whole grid, and their reach (`_solve_reach`), solved on a grid `factor` times coarser.
 
     A dot's color then already follows the photo's edges, and the network learns where to
     trust it and where its own sense of objects knows better. Solving at half resolution
@@ -118,7 +120,9 @@ def propagate_hints(l, hint_ab, hint_mask, factor=2):
     lc = _cells(lp, factor).mean((1, 3))
     m = _cells(mp, factor).sum((1, 3))
     ab = _cells(abp, factor).sum((1, 3)) / np.maximum(m, 1.0)[..., None]
-    coarse = np.concatenate([levin_colorize(lc, ab, m > 0), hint_reach(lc, m > 0)[..., None]], -1)
+    hinted = m > 0
+    system = affinity_system(lc, hinted)  # built once, factorized for the ab and for the reach
+    coarse = np.concatenate([_solve_ab(system, ab, hinted), _solve_reach(system, hinted, REACH_LEAK)[..., None]], -1)
     return _bilinear(coarse, h + ph, w + pw)[:h, :w]
 
 
