@@ -99,9 +99,14 @@ def _solve_reach(system, mask, leak):
     return np.clip(reach, 0.0, 1.0).reshape(mask.shape).astype(np.float32)
 
 
-def propagate_hints(l, hint_ab, hint_mask, factor=2):
+PROP_MAX_SIDE = 160  # the propagation grid's short side at most: a bounded solve at any --size
+
+
+def propagate_hints(l, hint_ab, hint_mask):
     """The hints as the network takes them (`hint_prop`, (H, W, 3)): Levin's spread of their
-    ab over the whole grid, and their reach (`_solve_reach`), solved on a grid `factor` times coarser.
+    ab over the whole grid, and their reach (`_solve_reach`), solved on a coarser grid: half
+    the network's (as in training), or coarser still past PROP_MAX_SIDE cells, so a large
+    --size keeps the solve to a few tenths of a second.
 
     A dot's color then already follows the photo's edges, and the network learns where to
     trust it and where its own sense of objects knows better. Solving at half resolution
@@ -113,6 +118,7 @@ def propagate_hints(l, hint_ab, hint_mask, factor=2):
     h, w = l.shape
     if not mask.any():
         return np.zeros((h, w, 3), np.float32)
+    factor = max(2, -(-min(h, w) // PROP_MAX_SIDE))
     ph, pw = -h % factor, -w % factor  # pad to whole cells, so no edge row's hint is lost
     lp = np.pad(l, ((0, ph), (0, pw)), mode="edge")
     mp = np.pad(mask, ((0, ph), (0, pw))).astype(np.float32)

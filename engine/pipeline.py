@@ -62,17 +62,11 @@ WorkingGrid = namedtuple("WorkingGrid", "photo l hint_ab hint_mask global_hints"
 WorkingGrid.__doc__ = "One request at the network's resolution: the checked photo, L, local hints (ab, mask), global hints."
 
 
-PROP_MAX_SIDE = 160  # the propagation grid's short side at most: a bounded solve at any --size
-
-
 def propagated_hints(grid):
-    """The hints spread along the photo's edges, as the network takes them: Levin on half the
-    working grid (as in training), or coarser at a large --size, so the sparse solve stays
-    under a few tenths of a second."""
+    """The hints spread along the photo's edges on a prepared grid, as the network takes them."""
     from .levin import propagate_hints
 
-    factor = max(2, -(-min(grid.l.shape) // PROP_MAX_SIDE))
-    return propagate_hints(grid.l, grid.hint_ab, grid.hint_mask, factor)
+    return propagate_hints(grid.l, grid.hint_ab, grid.hint_mask)
 
 
 class ColorResult:

@@ -34,11 +34,11 @@ from torch.nn import functional as F
 from ..color import rgb_to_lab
 from ..detect import MAX_INSTANCES, MIN_BOX_FRAC, crop_hints
 from ..gamut import ab_bins
+from ..levin import propagate_hints
 from ..models.colornet import ColorNet
 from ..models.config import CONFIGS
 from ..models.fusion import DEFAULT_LAYERS, FUSED_LAYERS, InstanceFusionNet, export_fused_onnx
 from .data import HintSimulator, list_images
-from ..levin import propagate_hints
 from .loop import CHECKPOINT, compute_loss, load_model, lr_at, pick_device, soft_targets
 
 STAGES = ("full", "instance", "fusion")

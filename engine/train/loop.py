@@ -27,7 +27,8 @@ from .data import BatchMaker, load_corpus
 
 CHECKPOINT = "checkpoint.pt"
 WEIGHTS = "weights.pt"
-NEW_LAYERS = ("hint_summary", "prop_in", "reach_in", "prop_gate")  # ColorNet layers that start as a no-op, so older checkpoints resume
+# ColorNet layers that start as a no-op, so older checkpoints resume
+NEW_LAYERS = ("hint_summary", "prop_in", "reach_in", "prop_gate")
 
 
 def pick_device():
