@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "engine.commands",
     "engine.suggest",
     "engine.evaluate",
+    "engine.evaluate_restore",
     "engine.contact_sheet",
     "engine.train.commands",
     "engine.server.commands",

@@ -33,6 +33,7 @@ def add_common(p):
                         "the whole-photo network alone; or give mask images the photo's size (white or "
                         "opaque = the object), one per object, e.g. saved GIMP selections")
     p.add_argument("--fused-model", metavar="ONNX", help="use another instance-aware (fused) ONNX model")
+    p.add_argument("--restore-model", metavar="ONNX", help="use another damage-restoration ONNX model")
 
 
 def register(sub):
@@ -44,13 +45,20 @@ def register(sub):
   tinct colorize photo.jpg                      -> photo_color.png
   tinct colorize photo.jpg -o out.png --size 384
   tinct colorize photo.jpg --hints dots.png     follow painted color dots
+  tinct colorize photo.jpg --damage marks.png   fill scratches and tears first
 
 hints: a PNG the size of the photo, transparent everywhere except where you paint.
 Each painted pixel says "this spot has this color"; a single pixel is enough.
+damage: a PNG the size of the photo; paint over scratches, dust, tears and folds
+(on transparency, or white on black). Those pixels are filled from their
+surroundings by a partial-convolution network before colorizing; no other pixel
+of the photo changes.
 """)
     p.add_argument("input", help="the photo (PNG, JPEG, TIFF, ...; gray or color; 8 or 16 bits)")
     p.add_argument("-o", "--output", help="where to write the PNG (default: <name>_color.png beside the input)")
     p.add_argument("--hints", metavar="HINTS.png", help="RGBA hint image the size of the photo")
+    p.add_argument("--damage", metavar="MASK.png", help="damage mask the size of the photo: painted pixels are "
+                                                        "restored before colorizing")
     p.add_argument("--engine", action="store_true",
                    help="send the work to the running engine (`tinct serve`), starting it if needed")
     add_common(p)
@@ -60,12 +68,14 @@ Each painted pixel says "this spot has this color"; a single pixel is enough.
         "batch", help="colorize every photo in a folder",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Colorize every image in INPUT_DIR into OUTPUT_DIR/<name>.png, loading the model once.",
-        epilog="""A file with the same name (any extension) in --hints-dir is used as that photo's hints.
+        epilog="""A file with the same name (any extension) in --hints-dir is used as that photo's hints,
+and one in --damage-dir as its damage mask.
 If some files fail, the others are still written, the failures are listed at the end and the
 exit status is 2.""")
     b.add_argument("input_dir")
     b.add_argument("output_dir")
     b.add_argument("--hints-dir", metavar="DIR", help="folder of hint images matched by file name")
+    b.add_argument("--damage-dir", metavar="DIR", help="folder of damage masks matched by file name")
     add_common(b)
     b.set_defaults(func=run_batch)
 
@@ -93,15 +103,38 @@ def load_hints(hints_path, photo, photo_path):
     return hints
 
 
-def colorize_file(colorizer, in_path, out_path, hints_path=None, reference=None, args=None, progress=None):
-    """Colorize one file; raises TinctError naming the file on bad input. Nothing is written on failure."""
+def load_damage(damage_path, photo, photo_path):
+    """The damage mask for `photo` as bool (H, W), checked against it."""
+    from .restore import damage_from_image
+
+    damage = damage_from_image(load_image(damage_path, "damage mask"), damage_path)
+    if damage.shape != photo.shape[:2]:
+        raise TinctError("%s: damage mask is %dx%d but the photo %s is %dx%d" % (
+            damage_path, damage.shape[1], damage.shape[0], photo_path, photo.shape[1], photo.shape[0]))
+    return damage
+
+
+def colorize_file(colorizer, in_path, out_path, hints_path=None, reference=None, args=None, progress=None,
+                  damage_path=None, restorer=None):
+    """Colorize one file, restoring its damage mask first when given; raises TinctError naming the
+    file on bad input. Nothing is written on failure."""
     photo = load_image(in_path, "image")
     hints = load_hints(hints_path, photo, in_path) if hints_path else None
+    restored = 0
+    if damage_path:
+        damage = load_damage(damage_path, photo, in_path)
+        try:
+            photo, restored = restorer.restore(photo, damage, progress=progress and (
+                lambda fraction, message: progress(0.2 * fraction, message)))
+        except TinctError as exc:
+            raise TinctError("%s: %s" % (in_path, exc))
     try:
         result = colorizer.colorize(photo, hints=hints, reference=reference, size=args.size,
                                     method=args.method, progress=progress, instances=instances_arg(args))
     except TinctError as exc:
         raise TinctError("%s: %s" % (in_path, exc))
+    if damage_path:
+        result.info["restored_pixels"] = restored
     result.save_png(out_path, bits=args.bits)
     return result
 
@@ -149,6 +182,12 @@ def make_colorizer(args):
     return Colorizer(model_path=args.model, device=args.device, fused_model_path=getattr(args, "fused_model", None))
 
 
+def make_restorer(args):
+    from .restore import Restorer
+
+    return Restorer(getattr(args, "restore_model", None), device=args.device)
+
+
 def run_colorize(args):
     out = args.output or default_output(args.input)
     if args.engine:
@@ -159,7 +198,7 @@ def run_colorize(args):
                              "started with (tinct serve --model ...)")
         return colorize_via_engine(args.input, out, args.hints, args.reference, args.size, progress=True,
                                    method=args.method, device=args.device, bits=args.bits,
-                                   instances=getattr(args, "instances", None))
+                                   instances=getattr(args, "instances", None), damage_path=args.damage)
     reference = load_reference(args.reference)
     colorizer = make_colorizer(args)
     from tqdm import tqdm
@@ -173,22 +212,26 @@ def run_colorize(args):
 
         with warnings.catch_warnings():  # instance messages are printed below, once
             warnings.simplefilter("ignore", UserWarning)
-            result = colorize_file(colorizer, args.input, out, args.hints, reference, args, progress)
+            result = colorize_file(colorizer, args.input, out, args.hints, reference, args, progress,
+                                   damage_path=args.damage, restorer=make_restorer(args) if args.damage else None)
     print("%s -> %s (%dx%d, %s on %s%s)" % (args.input, out, result.width, result.height,
                                             result.info["method"], result.info["device"],
                                             summarize_instances(result.info)))
+    if args.damage:
+        print("  %d damaged pixels restored" % result.info["restored_pixels"])
     for message in result.info.get("instances", {}).get("messages", []):
         print("  " + message)
     return 0
 
 
-def find_hints(hints_dir, stem):
-    if not hints_dir:
+def find_by_stem(folder, stem):
+    """The image in `folder` named like a photo (any extension): its hints or its damage mask."""
+    if not folder:
         return None
-    for name in sorted(os.listdir(hints_dir)):
+    for name in sorted(os.listdir(folder)):
         s, ext = os.path.splitext(name)
         if s == stem and ext.lower() in IMAGE_EXTS:
-            return os.path.join(hints_dir, name)
+            return os.path.join(folder, name)
     return None
 
 
@@ -197,6 +240,8 @@ def run_batch(args):
         raise TinctError("%s: not a folder" % args.input_dir)
     if args.hints_dir and not os.path.isdir(args.hints_dir):
         raise TinctError("%s: hints folder not found" % args.hints_dir)
+    if args.damage_dir and not os.path.isdir(args.damage_dir):
+        raise TinctError("%s: damage folder not found" % args.damage_dir)
     files = sorted(f for f in os.listdir(args.input_dir)
                    if os.path.isfile(os.path.join(args.input_dir, f)) and not f.startswith("."))
     if not files:
@@ -207,6 +252,9 @@ def run_batch(args):
     if args.method == "net":
         colorizer.runtime  # load the model once, up front, so a broken model fails before any photo
         colorizer.fused  # the same for the instance-aware model, when there is one
+    restorer = make_restorer(args) if args.damage_dir else None
+    if restorer:
+        restorer.runtime
     from tqdm import tqdm
 
     failures = []
@@ -217,7 +265,8 @@ def run_batch(args):
         try:
             result = colorize_file(colorizer, os.path.join(args.input_dir, name),
                                    os.path.join(args.output_dir, stem + ".png"),
-                                   find_hints(args.hints_dir, stem), reference, args)
+                                   find_by_stem(args.hints_dir, stem), reference, args,
+                                   damage_path=find_by_stem(args.damage_dir, stem), restorer=restorer)
             done += 1
             with_instances += result.info.get("instances", {}).get("model") == "fused"
         except TinctError as exc:

@@ -310,3 +310,17 @@ def test_command_line_colorize_engine_autostarts_and_matches_in_process(home, tm
     assert r.returncode == 0 and os.path.exists(tmp_path / "n.png"), r.stderr
     r = tinct("colorize", src, "--engine", "--model", "x.onnx")
     assert r.returncode == 2 and "--model cannot be combined with --engine" in r.stderr
+    # a damage mask: the engine restores it like the in-process pipeline does
+    from PIL import Image
+
+    h, w = load_image(src).shape[:2]
+    mask = np.zeros((h, w), np.uint8)
+    mask[h // 2, w // 4:w // 2] = 255
+    Image.fromarray(mask).save(str(tmp_path / "dmg.png"))
+    outs = []
+    for name, extra in (("de.png", ["--engine"]), ("dp.png", [])):
+        r = tinct("colorize", src, "--damage", str(tmp_path / "dmg.png"), "-o", str(tmp_path / name), *extra)
+        assert r.returncode == 0 and "%d damaged pixels restored" % (w // 2 - w // 4) in r.stdout, r.stderr
+        outs.append(load_image(str(tmp_path / name)))
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert not np.array_equal(outs[1], load_image(str(tmp_path / "p.png")))

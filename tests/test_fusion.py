@@ -89,6 +89,21 @@ def test_instance_features_are_placed_in_their_box_and_zero_padded():
     assert ((out[expected == 1] > 0) & (out[expected == 1] < 1)).all()  # inside: a softmax mix of 0 and 1
 
 
+def test_a_fresh_fusion_layer_starts_close_to_the_full_network():
+    """Before the fusion stage, an instance weighs little inside its box (INSTANCE_START_LOGIT)."""
+    torch.manual_seed(0)
+    layer = FusionLayer(4)
+    boxes = torch.tensor([[[0.0, 0.0, 0.5, 0.5]]])
+    grid, inside = box_grid(boxes, 8, 8)
+    full = torch.randn(1, 4, 8, 8)
+    with torch.no_grad():
+        # full features 0, instance features 1: the fused value is the instance's softmax weight
+        weight = layer(torch.zeros(1, 4, 8, 8), torch.ones(1, 4, 16, 16), grid, inside)[0, :, :4, :4]
+        fused = layer(full, torch.randn(1, 4, 16, 16), grid, inside)
+    assert (weight > 0).all() and (weight < 0.05).all()
+    assert (fused - full).abs().max() < 0.25 * full.abs().max()
+
+
 def test_default_fuses_all_but_the_full_resolution_layers(net):
     assert InstanceFusionNet.from_full(net).layers == DEFAULT_LAYERS == tuple("conv%d" % i for i in range(2, 10))
     with pytest.raises(ValueError, match="unknown fused layers"):

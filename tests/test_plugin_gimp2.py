@@ -315,6 +315,38 @@ def test_add_hint_layer_and_damage_mask(plugin, gf, engine):
     check_one_undo_group(gf, img2)
 
 
+def test_restored_damage_gets_its_own_normal_layer_under_the_color(plugin, gf, engine):
+    img, photo = make_image(gf, offsets=(10, 5), canvas=(80, 60))
+    original = bytes(photo.buffer)
+    hint_layer(gf, img, "Tinct damage", w=6, h=4, offsets=(12, 8), dots=[(1, 1, (255, 255, 255, 255)),
+                                                                         (5, 3, (9, 9, 9, 40))])
+    before = img.state()
+    plugin.tinct_colorize(img, photo)
+    assert gf.MESSAGES == []
+    assert names(img) == ["Tinct damage", "Tinct color", "Tinct restored", "Background"]
+    color, restored = img.layers[1], img.layers[2]
+    assert color.mode == gf.LAYER_MODE_LCH_COLOR and restored.mode == gf.LAYER_MODE_NORMAL
+    assert (restored.width, restored.height, restored.offsets) == (photo.width, photo.height, photo.offsets)
+    # opaque exactly where the damage layer is painted, in photo coordinates: (12+1-10, 8+1-5), (12+5-10, 8+3-5)
+    alpha = restored.buffer[3::4]
+    assert [(i % photo.width, i // photo.width) for i, a in enumerate(alpha) if a] == [(3, 4), (7, 6)]
+    assert set(alpha) == {0, 255}
+    i = (4 * photo.width + 3) * 4
+    assert restored.buffer[i:i + 3] == color.buffer[i:i + 3]  # the engine's rendering there
+    assert bytes(photo.buffer) == original
+    check_one_undo_group(gf, img)
+    # a re-run replaces both layers, keeping the user's choices
+    restored.visible = False
+    gf.reset()
+    plugin.tinct_colorize(img, photo)
+    assert names(img) == ["Tinct damage", "Tinct color", "Tinct restored", "Background"]
+    assert img.layers[2].visible is False and img.layers[2] is not restored
+    check_one_undo_group(gf, img)
+    img.undo()
+    img.undo()
+    assert img.state() == before
+
+
 @pytest.mark.parametrize("precision,ok", [(150, 8), (250, 16), (650, 8), (550, 8), (200, None), (100, None),
                                           ("float-linear", None)])
 def test_gimp2_precisions(plugin, gf, engine, precision, ok):

@@ -308,6 +308,23 @@ def test_damage_and_instance_masks_are_validated_and_reported(engine):
     s.close()
 
 
+def test_a_painted_damage_mask_is_restored_in_the_rendering(engine):
+    """The shipped restoration model fills a white scratch before colorizing; the rendering shows it."""
+    photo = gray_photo(96, 128)
+    scratched = photo.copy()
+    scratched[40:42, 10:110] = 255
+    damage = np.zeros((4, 102, 4), np.uint8)  # a painted layer with an offset, like GIMP's
+    damage[1:3, 1:101, 3] = 255
+    s = greeted(engine)
+    s.sendall(image_frame(engine.token, 1, scratched, damage=(damage, {"x": 9, "y": 39}), options={"render": 8}))
+    h, bufs = read_until(s, 1)
+    s.close()
+    assert h["type"] == "result" and h["info"]["restored_pixels"] == 200
+    gray = bufs[h["rgb"]["buffer"]].astype(float).mean(-1)
+    err = np.abs(gray[40:42, 10:110] - photo[40:42, 10:110]).mean()
+    assert err < 0.2 * np.abs(255.0 - photo[40:42, 10:110]).mean(), err
+
+
 def test_cancel_a_queued_request(engine):
     s = greeted(engine)
     s.sendall(image_frame(engine.token, 1, gray_photo(600, 800), options={"render": 8}))

@@ -88,8 +88,17 @@ def run_serve(args):
     limits = Limits(max_frame=int(args.max_frame_mb * 1e6), read_timeout=args.read_timeout,
                     idle_timeout=args.idle_timeout)
     server = EngineServer(transport, address, token_file, make_colorizer(args.device), make_colorizer, limits=limits,
-                          max_pixels=args.max_pixels, max_connections=args.max_connections)
+                          max_pixels=args.max_pixels, max_connections=args.max_connections,
+                          restorer=installed_restorer(args.device, args.threads))
     return run(server)
+
+
+def installed_restorer(device, threads):
+    """The damage-restoration model the engine serves: TINCT_RESTORE_MODEL or the shipped file, if present."""
+    from ..restore import DEFAULT_RESTORE_MODEL, Restorer
+
+    path = os.environ.get("TINCT_RESTORE_MODEL") or DEFAULT_RESTORE_MODEL
+    return Restorer(path, device=device, threads=threads) if os.path.exists(path) else None
 
 
 # ---- the plug-in's client, from the engine side ----
@@ -195,7 +204,7 @@ def instance_inputs(values):
 
 
 def colorize_via_engine(in_path, out_path, hints_path=None, reference_path=None, size=256, progress=True,
-                        method="net", device="auto", bits=None, instances=None):
+                        method="net", device="auto", bits=None, instances=None, damage_path=None):
     """Colorize one file through the running engine (started if needed); writes out_path."""
     import numpy as np
 
@@ -212,6 +221,11 @@ def colorize_via_engine(in_path, out_path, hints_path=None, reference_path=None,
                 hints_path, h.shape[1], h.shape[0], in_path, photo.shape[1], photo.shape[0]))
         hints = [h]
     reference = load_image(reference_path, "reference image") if reference_path else None
+    damage = None
+    if damage_path:
+        from ..commands import load_damage
+
+        damage = load_damage(damage_path, photo, in_path).astype(np.uint8) * 255
     bits = bits or (16 if photo.dtype in (np.uint16, np.float32) else 8)
     mode, masks = instance_inputs(instances)
     client, engine = make_client()
@@ -230,11 +244,11 @@ def colorize_via_engine(in_path, out_path, hints_path=None, reference_path=None,
                     bar.n = int(fraction * 100)
                     bar.refresh()
 
-                result = engine.colorize(photo=photo, hints=hints, reference=reference, instances=masks,
-                                         options=options, progress=report)
+                result = engine.colorize(photo=photo, hints=hints, reference=reference, damage=damage,
+                                         instances=masks, options=options, progress=report)
         else:
-            result = engine.colorize(photo=photo, hints=hints, reference=reference, instances=masks,
-                                     options=options)
+            result = engine.colorize(photo=photo, hints=hints, reference=reference, damage=damage,
+                                     instances=masks, options=options)
     except client.EngineError as exc:
         raise TinctError("%s: %s" % (in_path, exc))
     rgb = result["rgb"]
@@ -254,4 +268,6 @@ def colorize_via_engine(in_path, out_path, hints_path=None, reference_path=None,
     inst = info.get("instances")
     for message in (inst.get("messages", []) if isinstance(inst, dict) else []) + info.get("ignored", []):
         print("  " + message)
+    if "restored_pixels" in info:
+        print("  %d damaged pixels restored" % info["restored_pixels"])
     return 0

@@ -30,7 +30,7 @@ def log(text):
 
 class EngineServer:
     def __init__(self, transport, address, token_file, colorizer, make_colorizer, limits=None,
-                 max_pixels=100_000_001, max_connections=32, write_timeout=120.0, lock_path=None):
+                 max_pixels=100_000_001, max_connections=32, write_timeout=120.0, lock_path=None, restorer=None):
         self.transport = transport
         self.address = address
         self.token_file = token_file
@@ -40,7 +40,7 @@ class EngineServer:
         self.max_connections = int(max_connections)
         self.write_timeout = float(write_timeout)
         self.lock = guard.InstanceLock(lock_path or paths.lock_file(transport, address))
-        self.worker = Worker(colorizer, make_colorizer, log=log)
+        self.worker = Worker(colorizer, make_colorizer, log=log, restorer=restorer)
         self.token = None
         self.listener = None
         self.connections = set()
@@ -62,12 +62,23 @@ class EngineServer:
         try:
             self.colorizer.runtime  # load the model before anyone can connect
             self._preload_instance_model()
+            self._preload_restoration_model()
             self.token = guard.new_token(self.token_file)
             self.listener = self._listen()
             self.worker.start()
         except BaseException:
             self._cleanup()
             raise
+
+    def _preload_restoration_model(self):
+        """Load the restoration model up front; a broken one only costs damage masks (then reported as unused)."""
+        if self.worker.restorer is None:
+            return
+        try:
+            self.worker.restorer.runtime
+        except TinctError as exc:
+            log("the restoration model is not usable (%s); damage masks will be ignored" % exc)
+            self.worker.restorer = None
 
     def _preload_instance_model(self):
         """Load the instance-aware model too when one is installed; a broken one only costs that mode."""

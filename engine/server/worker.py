@@ -21,6 +21,7 @@ from .protocol import place_mask
 from .scheduler import FairQueue
 
 PIPELINE_SHARE = 0.85   # progress fraction for Colorizer.colorize; the rest is rendering the outputs
+RESTORE_SHARE = 0.2     # of the pipeline's share, when a damage mask is restored first
 HEARTBEAT_S = 2.0
 IDLE_TRIM_S = 5.0       # idle this long after work: give freed memory back (not between requests of a burst)
 
@@ -53,8 +54,9 @@ class Job:
 
 
 class Worker:
-    def __init__(self, colorizer, make_colorizer, log=None):
+    def __init__(self, colorizer, make_colorizer, log=None, restorer=None):
         self.default = colorizer
+        self.restorer = restorer  # engine.restore.Restorer, or None when no restoration model is installed
         self.make_colorizer = make_colorizer
         self.colorizers = {}
         self.queue = FairQueue()
@@ -74,7 +76,7 @@ class Worker:
 
     def features(self):
         params = inspect.signature(self.default.colorize).parameters
-        return {"damage": "damage" in params, "instances": "instances" in params}
+        return {"damage": self.restorer is not None, "instances": "instances" in params}
 
     def submit(self, job):
         ahead = len(self.queue.order()) + (1 if self.current is not None else 0)
@@ -181,11 +183,14 @@ class Worker:
         colorizer = self.colorizer_for(opts["device"])
         params = inspect.signature(colorizer.colorize).parameters
         extra, ignored = {}, list(req.notes)
+        photo, restored, share = req.photo, None, 0.0
         if req.damage is not None:
-            if "damage" in params:
-                extra["damage"] = place_mask(req.damage[0], req.damage[1], req.damage[2], H, W)
+            if self.restorer is not None:
+                share = RESTORE_SHARE * PIPELINE_SHARE
+                damage = place_mask(req.damage[0], req.damage[1], req.damage[2], H, W)
+                photo, restored = self.restorer.restore(photo, damage, progress=lambda f, m: job.report(share * f, m))
             else:
-                ignored.append("damage mask: this engine has no restoration step yet")
+                ignored.append("damage mask: this engine has no restoration model installed")
         if req.instances:
             if "instances" in params:
                 extra["instances"] = [place_mask(m, x, y, H, W) for m, x, y in req.instances]
@@ -197,10 +202,10 @@ class Worker:
         hints = compose_hint_layers(req.hints, H, W) if req.hints else None
 
         def pipeline_progress(fraction, message):
-            job.report(PIPELINE_SHARE * fraction, message)
+            job.report(share + (PIPELINE_SHARE - share) * fraction, message)
 
         t1 = time.time()
-        result = colorizer.colorize(req.photo, hints=hints, reference=req.reference, size=opts["size"],
+        result = colorizer.colorize(photo, hints=hints, reference=req.reference, size=opts["size"],
                                     method=opts["method"], progress=pipeline_progress, **extra)
         t2 = time.time()
         arrays = build_outputs(result, opts["render"], opts["ab"], job)
@@ -209,6 +214,8 @@ class Worker:
                      "colorize_s": round(t2 - t1, 4), "render_s": round(time.time() - t2, 4)})
         if ignored:
             info["ignored"] = ignored
+        if restored is not None:
+            info["restored_pixels"] = restored  # the rendering's lightness is restored there
         header = {"type": "result", "id": job.id, "width": W, "height": H, "info": info}
         names = []
         if opts["ab"]:

@@ -56,11 +56,34 @@ Uses a CUDA GPU when torch sees one; the same command runs on CPU, only slower."
                         "from their step; moves a run to another machine with a few MB")
     t.set_defaults(func=run_train)
 
+    r = sub.add_parser(
+        "train-restore", help="train the damage-restoration network (resumable)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train the network that fills painted damage (scratches, specks, tears, folds) in a photo's "
+                    "lightness before it is colorized: partial convolutions (Liu et al. 2018). Damage masks are "
+                    "simulated on the corpus photos. Resumes from OUT/checkpoint.pt like `tinct train`.",
+        epilog="""The shipped restoration weights came from (details in engine/weights/MODEL_CARD_RESTORE.md):
+  tinct train-restore --corpus ../shared/corpus --out runs/restore
+  tinct export --restore runs/restore/checkpoint.pt -o engine/weights/tinct-restore.onnx""")
+    r.add_argument("--corpus", default=DEFAULT_CORPUS, help="folder of training photos (default %(default)s)")
+    r.add_argument("--out", default=os.path.join("runs", "restore"), help="run folder for checkpoint and log")
+    r.add_argument("--steps", type=int, default=6000, help="total steps to reach (default %(default)s)")
+    r.add_argument("--batch-size", type=int, default=16)
+    r.add_argument("--crop", type=int, default=128, help="training crop side in pixels (multiple of 32)")
+    r.add_argument("--lr", type=float, default=5e-4, help="peak learning rate, cosine decay to 10%% (default %(default)s)")
+    r.add_argument("--width", type=int, default=24, help="channels of the first layer (default %(default)s)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--limit", type=int, help="use only the first N photos (for quick checks)")
+    r.add_argument("--threads", type=int, help="CPU threads for torch")
+    r.add_argument("--checkpoint-every", type=int, default=100)
+    r.set_defaults(func=run_train_restore)
+
     e = sub.add_parser("export", help="export a training checkpoint to ONNX",
                        description="Write an ONNX model that `tinct colorize --model` and the engine can run.")
     e.add_argument("checkpoint", help="a checkpoint.pt written by `tinct train`")
     e.add_argument("-o", "--output", default=os.path.join("engine", "weights", "tinct-small.onnx"))
     e.add_argument("--fused", action="store_true", help="the checkpoint is a fusion-stage (instance-aware) model")
+    e.add_argument("--restore", action="store_true", help="the checkpoint is a restoration model (train-restore)")
     e.set_defaults(func=run_export)
 
 
@@ -92,6 +115,22 @@ def run_train(args):
     return 0
 
 
+def run_train_restore(args):
+    _need_torch()
+    if not os.path.isdir(args.corpus):
+        raise TinctError("%s: training folder not found" % args.corpus)
+    from .restore import train_restore
+
+    try:
+        path = train_restore(args.corpus, args.out, steps=args.steps, batch_size=args.batch_size, crop=args.crop,
+                             lr=args.lr, width=args.width, seed=args.seed, limit=args.limit,
+                             checkpoint_every=args.checkpoint_every, threads=args.threads)
+    except (FileNotFoundError, ValueError) as exc:
+        raise TinctError(str(exc))
+    print("checkpoint: %s" % path)
+    return 0
+
+
 def fuse_layers_arg(text):
     """--fuse-layers conv2,conv3 -> {"layers": (...)}; nothing when not given (the stage's default)."""
     if not text:
@@ -103,8 +142,12 @@ def run_export(args):
     _need_torch()
     if not os.path.exists(args.checkpoint):
         raise TinctError("%s: checkpoint not found" % args.checkpoint)
+    if args.fused and args.restore:
+        raise TinctError("--fused and --restore exclude each other")
     if args.fused:
         from .instances import export_fused as export
+    elif args.restore:
+        from .restore import export_restore as export
     else:
         from .export import export_onnx as export
     out = export(args.checkpoint, args.output)

@@ -164,10 +164,10 @@ class GimpHost(Host):
         self.image.convert_indexed(Gimp.ConvertDitherType.NONE, Gimp.ConvertPaletteType.GENERATE, 256,
                                    False, False, "")
 
-    def new_result_layer(self, photo, name, opacity, visible=True):
+    def new_result_layer(self, photo, name, opacity, visible=True, mode="color"):
         src = photo.handle
         layer = Gimp.Layer.new(self.image, name, photo.width, photo.height, Gimp.ImageType.RGBA_IMAGE,
-                               float(opacity), Gimp.LayerMode.LCH_COLOR)
+                               float(opacity), Gimp.LayerMode.LCH_COLOR if mode == "color" else Gimp.LayerMode.NORMAL)
         self.image.insert_layer(layer, src.get_parent(), self.image.get_item_position(src))
         layer.set_offsets(photo.x, photo.y)
         layer.set_visible(bool(visible))

@@ -13,7 +13,7 @@ from __future__ import absolute_import, division
 
 from . import roles
 from .errors import TinctCancelled, TinctUserError
-from .pixels import add_alpha, convert_channels, alpha_is_empty, mask_is_empty, split_alpha
+from .pixels import add_alpha, alpha_is_empty, convert_channels, mask_is_empty, placed_alpha, split_alpha
 
 # The most pixels Tinct sends when the engine does not say otherwise (100 MP).
 DEFAULT_MAX_PIXELS = 100 * 1000 * 1000
@@ -79,9 +79,9 @@ class Host(object):
         """Undo convert_to_rgb() of an indexed image after a failure (best effort)."""
         raise NotImplementedError
 
-    def new_result_layer(self, photo, name, opacity, visible=True):
+    def new_result_layer(self, photo, name, opacity, visible=True, mode="color"):
         """Insert a new RGBA layer directly above `photo` (same parent), with the photo's size and
-        offsets, in LCh Color mode. Returns its LayerInfo."""
+        offsets, in LCh Color mode (mode "color") or Normal mode ("normal"). Returns its LayerInfo."""
         raise NotImplementedError
 
     def write_pixels(self, layer, pixels):
@@ -250,10 +250,13 @@ def plan_colorize(host, settings, hint_layers=None, reference_layer=None, max_pi
     return plan
 
 
-def apply_result(host, plan, rgb, settings):
+def apply_result(host, plan, rgb, settings, restored=False):
     """Place the engine's RGB rendering as the `Tinct color` layer: one undo group, rolled back on failure.
 
     rgb: Pixels (3 channels, plan.bits) of the photo's size.
+    restored: the engine restored the painted damage (its rendering's lightness is restored there):
+    the rendering's damaged pixels also go into a `Tinct restored` layer in Normal mode between the
+    photo and the color layer, so the fill shows while the photo layer itself stays untouched.
     """
     photo = plan.photo
     if (rgb.width, rgb.height) != (photo.width, photo.height):
@@ -261,35 +264,37 @@ def apply_result(host, plan, rgb, settings):
                              % (rgb.width, rgb.height, photo.width, photo.height))
     if rgb.channels != 3:
         raise TinctUserError("The engine returned %d channels instead of RGB." % rgb.channels)
-    # the result layer is RGBA: the photo's own alpha, or opaque
-    rgb = add_alpha(rgb, plan.photo_alpha) if plan.photo_alpha is not None else convert_channels(rgb, 4)
+    layers = [(roles.RESULT_NAME, "color", settings.opacity,
+               # the result layer is RGBA: the photo's own alpha, or opaque
+               add_alpha(rgb, plan.photo_alpha) if plan.photo_alpha is not None else convert_channels(rgb, 4))]
+    if restored and plan.damage is not None:
+        rgba, dx, dy = plan.damage
+        layers.append((roles.RESTORED_NAME, "normal", 100.0,
+                       add_alpha(rgb, placed_alpha(rgba, dx, dy, photo.width, photo.height, rgb.bits))))
 
     converted = False
-    created = None
-    removed = None
+    made = []  # (new layer, the old one it replaces or None)
     host.undo_group_start()
     try:
         if plan.convert_from:
             host.convert_to_rgb()
             converted = True
-        existing = roles.result_layer(host.layers(), photo)
-        # Always a fresh layer: writing into a new layer needs no pixel undo, and removing the old one
+        # Always fresh layers: writing into a new layer needs no pixel undo, and removing the old one
         # is undoable, so one undo brings the previous result back. A re-run keeps the user's
-        # opacity and visibility.
-        if existing is not None:
-            created = host.new_result_layer(photo, roles.RESULT_NAME, existing.opacity, existing.visible)
-        else:
-            created = host.new_result_layer(photo, roles.RESULT_NAME, settings.opacity, True)
-        target = created
-        host.write_pixels(target, rgb)
-        if existing is not None:
-            host.remove_layer(existing)
-            removed = existing
-            host.rename_layer(created, roles.RESULT_NAME)  # GIMP named it "Tinct color #1" while both existed
+        # opacity and visibility. Each new layer goes directly above the photo, so the restored
+        # one (made second) sits under the color layer.
+        for name, mode, opacity, pixels in layers:
+            existing = roles.result_layer(host.layers(), photo, name)
+            if existing is not None:
+                created = host.new_result_layer(photo, name, existing.opacity, existing.visible, mode)
+            else:
+                created = host.new_result_layer(photo, name, opacity, True, mode)
+            made.append((created, existing))
+            host.write_pixels(created, pixels)
     except Exception:
         try:
-            if created is not None and removed is None:
-                host.remove_layer(created)  # (once the old one is removed nothing else can fail)
+            for created, _ in made:
+                host.remove_layer(created)
             if converted and plan.convert_from == "GRAY":
                 host.convert_to_gray()
             elif converted:
@@ -297,8 +302,15 @@ def apply_result(host, plan, rgb, settings):
         finally:
             host.undo_group_end()
         raise
-    host.undo_group_end()
+    try:  # (removing and renaming do not fail once the new layers are written)
+        for (created, existing), (name, _, _, _) in zip(made, layers):
+            if existing is not None:
+                host.remove_layer(existing)
+                host.rename_layer(created, name)  # GIMP named it "... #1" while both existed
+    finally:
+        host.undo_group_end()
     host.flush()
+    target, existing = made[0]
     return target, existing is None
 
 
@@ -320,7 +332,8 @@ def colorize(host, settings, engine, hint_layers=None, reference_layer=None, can
     if cancel is not None and cancel():
         raise TinctCancelled()
     host.progress(0.92, "Tinct: placing the result")
-    layer, created = apply_result(host, plan, rgb, settings)
+    restored = isinstance(info, dict) and bool(info.get("restored_pixels"))
+    layer, created = apply_result(host, plan, rgb, settings, restored)
     host.progress(1.0, "Tinct: done")
     ignored = info.get("ignored") if isinstance(info, dict) else None
     if ignored:

@@ -99,6 +99,24 @@ def add_alpha(pix, alpha):
     return Pixels(_bytes(out), pix.width, pix.height, cc + 1, pix.bits)
 
 
+def placed_alpha(rgba, dx, dy, width, height, bits=8):
+    """Where an 8-bit RGBA layer at offset (dx, dy) is painted (alpha > 0), as fully opaque or fully
+    transparent alpha samples (in `bits`) of a width x height buffer: a damage layer over the photo."""
+    painted = bytearray(rgba.data)[3::4].translate(bytes(bytearray([0] + [255] * 255)))
+    out = bytearray(width * height)
+    x0, x1 = max(0, dx), min(width, dx + rgba.width)
+    if x1 > x0:
+        for y in range(max(0, dy), min(height, dy + rgba.height)):
+            s = (y - dy) * rgba.width + (x0 - dx)
+            out[y * width + x0:y * width + x1] = painted[s:s + x1 - x0]
+    if bits == 16:  # 0x00 -> 0x0000, 0xff -> 0xffff in either byte order
+        wide = bytearray(2 * len(out))
+        wide[0::2] = out
+        wide[1::2] = out
+        out = wide
+    return bytes(out)
+
+
 def alpha_is_empty(rgba):
     """True when every pixel of an 8-bit RGBA buffer is fully transparent (no hint painted)."""
     data = rgba.data if isinstance(rgba, Pixels) else rgba

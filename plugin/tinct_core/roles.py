@@ -12,6 +12,7 @@ from .errors import TinctUserError
 
 HINTS_PREFIX = "Tinct hints"
 RESULT_NAME = "Tinct color"
+RESTORED_NAME = "Tinct restored"
 DAMAGE_NAME = "Tinct damage"
 REFERENCE_NAME = "Tinct reference"
 INSTANCE_PREFIX = "Tinct instance"
@@ -56,9 +57,9 @@ def is_result_name(name):
 
 
 def is_tinct_name(name):
-    """A layer Tinct made or reads (hints, result, damage, reference)."""
+    """A layer Tinct made or reads (hints, result, restored damage, damage, reference)."""
     name = name or ""
-    return (name.startswith(HINTS_PREFIX) or name.startswith(RESULT_NAME)
+    return (name.startswith(HINTS_PREFIX) or name.startswith(RESULT_NAME) or name.startswith(RESTORED_NAME)
             or name.startswith(DAMAGE_NAME) or name.startswith(REFERENCE_NAME))
 
 
@@ -113,11 +114,11 @@ def damage_layer(layers):
     return None
 
 
-def result_layer(layers, photo):
-    """The existing `Tinct color` layer that belongs to the photo, or None.
+def result_layer(layers, photo, name=RESULT_NAME):
+    """The existing `Tinct color` layer (or `name`: `Tinct restored`) that belongs to the photo, or None.
 
     It belongs to the photo when it sits above it with only Tinct layers in between
-    (the place Tinct puts it); otherwise any `Tinct color` layer directly above.
+    (the place Tinct puts it).
     """
     pos = _index(layers, photo.handle)
     if pos < 0:
@@ -125,7 +126,7 @@ def result_layer(layers, photo):
     i = pos - 1
     while i >= 0:
         info = layers[i]
-        if is_result_name(info.name) and not info.is_group:
+        if (info.name or "").startswith(name) and not info.is_group:
             return info
         if not is_tinct_name(info.name):
             break

@@ -196,10 +196,10 @@ class Gimp2Host(Host):
     def convert_to_indexed(self):
         gimpfu.pdb.gimp_image_convert_indexed(self.image, 0, 0, 256, False, False, "")  # no dither, generated
 
-    def new_result_layer(self, photo, name, opacity, visible=True):
+    def new_result_layer(self, photo, name, opacity, visible=True, mode="color"):
         src = photo.handle
-        layer = gimpfu.gimp.Layer(self.image, name, photo.width, photo.height, gimpfu.RGBA_IMAGE,
-                                  float(opacity), gimpfu.LAYER_MODE_LCH_COLOR)
+        layer = gimpfu.gimp.Layer(self.image, name, photo.width, photo.height, gimpfu.RGBA_IMAGE, float(opacity),
+                                  gimpfu.LAYER_MODE_LCH_COLOR if mode == "color" else gimpfu.LAYER_MODE_NORMAL)
         position = gimpfu.pdb.gimp_image_get_item_position(self.image, src)
         gimpfu.pdb.gimp_image_insert_layer(self.image, layer, src.parent, position)
         layer.set_offsets(photo.x, photo.y)

@@ -293,8 +293,14 @@ img.insert_layer(hidden, None, 0)
 hidden.set_visible(False)
 painted("Tinct hints in a hidden group", 320, 240, 0, 0, parent=hidden)
 painted("Tinct damage", 50, 40, 10, 20)
+before = native(photo)
 st, msg, req, nreq = colorize(img, [photo])
-REPORT["stack"] = {"status": st, "msg": msg, "req": req, "nreq": nreq, "layers": names(img)}
+REPORT["stack"] = {"status": st, "msg": msg, "req": req, "nreq": nreq, "layers": names(img),
+                   "describe": describe(img), "photo_same": native(photo) == before}
+restored = [l for l in img.get_layers() if l.get_name() == "Tinct restored"]
+if restored:
+    a = read(restored[0])[3::4]
+    REPORT["stack"]["restored_alpha"] = [(i // 320, i % 320, a[i]) for i in range(len(a)) if a[i]]
 
 # Reference from a file and from a `Tinct reference` layer
 img = load(WORK + "/photo.png")
@@ -476,7 +482,7 @@ def test_hint_layer_stack_and_damage_mask_reach_the_engine(cases_run):
     r = cases_run["stack"]
     assert r["status"] == "success", r["msg"]
     assert r["layers"] == ["Tinct damage", "hidden group", "Tinct hints off", "Tinct hints 2", "Tinct hints",
-                           "Tinct color", "Background"]
+                           "Tinct color", "Tinct restored", "Background"]
     header, bufs = cases_run["_request"](r["req"])
     hints = [(h["x"], h["y"], h.get("opacity", 1.0), bufs[h["buffer"]].shape) for h in header["hints"]]
     assert hints == [(0, 0, 1.0, (240, 320, 4)), (100, 50, 0.5, (20, 30, 4))], hints
@@ -484,6 +490,12 @@ def test_hint_layer_stack_and_damage_mask_reach_the_engine(cases_run):
         assert list(zip(*np.nonzero(bufs[h["buffer"]][..., 3]))) == [(1, 1), (1, 2), (2, 1), (2, 2)]
     damage = header["damage"]
     assert (damage["x"], damage["y"], bufs[damage["buffer"]].shape) == (10, 20, (40, 50, 4))
+    # the engine restored the 2x2 painted damage: it shows in a Normal layer under the color layer,
+    # opaque exactly there, and the photo layer is untouched
+    modes = {l["name"]: l["mode"] for l in r["describe"]}
+    assert modes["Tinct restored"] == "normal" and modes["Tinct color"] == "lch-color"
+    assert r["restored_alpha"] == [[21, 11, 255], [21, 12, 255], [22, 11, 255], [22, 12, 255]]
+    assert r["photo_same"]
 
 
 def test_reference_file_and_layer(cases_run):

@@ -2,6 +2,7 @@
 
 Colors deterministically: R = the photo's gray, G = gray / 2, B = gray / 4, in the
 requested bits; records every request. fail= makes colorize raise that exception.
+A painted damage mask is reported restored (info restored_pixels), as the real engine does.
 """
 
 from array import array
@@ -41,5 +42,9 @@ class FakeClient(object):
         out[0::3] = gray
         out[1::3] = array(out.typecode, [v // 2 for v in gray])
         out[2::3] = array(out.typecode, [v // 4 for v in gray])
+        info = {"device": self._device}
+        if damage is not None:
+            alpha = bytearray(damage["data"])[3::4]
+            info["restored_pixels"] = len(alpha) - alpha.count(0)
         return {"rgb": {"data": out.tobytes(), "width": w, "height": h,
-                        "dtype": "uint8" if bits == 8 else "uint16"}, "info": {"device": self._device}}
+                        "dtype": "uint8" if bits == 8 else "uint16"}, "info": info}
