@@ -26,12 +26,14 @@ COMMAND_MODULES = (
 DESCRIPTION = """\
 Tinct colorizes black-and-white photos with a small neural network that runs on
 your CPU (or GPU). It keeps each photo's own lightness and only adds color, so
-detail is never lost. Paint a few colored dots in a hint image to steer it, or
-give a color reference photo to borrow its palette.
+detail is never lost. Paint a few colored dots in a hint image to steer it,
+give a color reference photo to borrow its palette, or paint over scratches and
+tears in a damage mask to have them filled first.
 
 Quick start:
   tinct colorize grandma.jpg                 writes grandma_color.png beside it
   tinct colorize grandma.jpg --hints dots.png
+  tinct colorize grandma.jpg --damage scratches.png
   tinct batch scans/ colored/                every photo in scans/
   tinct eval ../shared/val --limit 20        measure quality (PSNR)
 """

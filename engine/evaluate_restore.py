@@ -33,15 +33,16 @@ def _psnr_gray(a, b, where=None):
     return 10 * np.log10(255.0 ** 2 / max(mse, 1e-10))
 
 
-def run_eval_restore(folder, limit=None, restorer=None, seed=0, progress=True, kind=None):
-    """{"methods": {m: {"all": dB, "holes": dB}}, "photos": n, "damaged_fraction": mean}.
-    kind: damage of one kind only (engine.damage.DamageSimulator.KINDS), else mixed."""
+def run_eval_restore(folder, limit=None, restorer=None, seed=0, progress=True, kind=None, sheet_rows=0):
+    """{"methods": {m: {"all": dB, "holes": dB}}, "photos": n, "damaged_fraction": mean, "sheet": [...]}.
+    kind: damage of one kind only (engine.damage.DamageSimulator.KINDS), else mixed.
+    sheet_rows: keep the first photos' L maps (damaged, each method, truth) for `restore_sheet`."""
     from .restore import Restorer, harmonic_fill
 
     paths = list_images(folder)[:limit] if limit else list_images(folder)
     restorer = restorer or Restorer()
     scores = {m: {"all": [], "holes": []} for m in METHODS}
-    fractions = []
+    fractions, sheet = [], []
     it = paths
     if progress:
         from tqdm import tqdm
@@ -59,9 +60,24 @@ def run_eval_restore(folder, limit=None, restorer=None, seed=0, progress=True, k
         for m, out in outputs.items():
             scores[m]["all"].append(_psnr_gray(out, l))
             scores[m]["holes"].append(_psnr_gray(out, l, ~intact))
-    return {"methods": {m: {k: float(np.mean(v)) for k, v in s.items()} for m, s in scores.items()},
+        if len(sheet) < sheet_rows:
+            sheet.append([outputs[m] for m in METHODS] + [l])
+    return {"sheet": sheet, "methods": {m: {k: float(np.mean(v)) for k, v in s.items()} for m, s in scores.items()},
             "photos": len(paths), "damaged_fraction": float(np.mean(fractions)) if fractions else 0.0,
             "kind": kind or "mixed"}
+
+
+def restore_sheet(rows, out_png):
+    """Rows of damaged / harmonic / tinct / truth lightness as one gray PNG (3 px gaps)."""
+    gap = 3
+    h, w = rows[0][0].shape
+    n = len(rows[0])
+    sheet = np.full((len(rows) * (h + gap) - gap, n * (w + gap) - gap), 255, np.uint8)
+    for r, maps in enumerate(rows):
+        for c, l in enumerate(maps):
+            sheet[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = np.clip(
+                np.round(l * 2.55), 0, 255).astype(np.uint8)
+    Image.fromarray(sheet).save(out_png)
 
 
 def format_table(results):
@@ -84,6 +100,8 @@ def register(sub):
     p.add_argument("--kind", choices=DamageSimulator.KINDS, help="damage of one kind only (default: mixed, as in "
                                                                  "training)")
     p.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
+    p.add_argument("--sheet", metavar="PNG", help="a contact sheet of damaged / harmonic / tinct / truth on the "
+                                                   "first 4 photos")
     p.set_defaults(func=run)
 
 
@@ -92,9 +110,13 @@ def run(args):
 
     if not os.path.isdir(args.dir):
         raise TinctError("%s: folder not found" % args.dir)
-    results = run_eval_restore(args.dir, args.limit, Restorer(args.model), args.seed, kind=args.kind)
+    results = run_eval_restore(args.dir, args.limit, Restorer(args.model), args.seed, kind=args.kind,
+                               sheet_rows=4 if args.sheet else 0)
     print(format_table(results))
+    if args.sheet:
+        restore_sheet(results["sheet"], args.sheet)
+        print("wrote %s" % args.sheet)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+            json.dump({k: v for k, v in results.items() if k != "sheet"}, f, indent=1)
     return 0

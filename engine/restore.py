@@ -24,6 +24,7 @@ WEIGHTS_DIR = os.path.join(os.path.dirname(__file__), "weights")
 DEFAULT_RESTORE_MODEL = os.path.join(WEIGHTS_DIR, "tinct-restore.onnx")
 TILE = 512  # window the network sees
 MARGIN = 64  # context kept around each tile's core, which is what gets written
+HOLD = 1e-6  # harmonic_fill's pull toward the intact mean, against holes with no boundary
 
 
 def damage_from_image(image, name="the damage mask"):
@@ -175,8 +176,11 @@ def harmonic_fill(l, damage):
         cols.append(nb[inner])
         vals.append(-np.ones(inner.sum()))
         rhs[k[~inner]] += l[ny[k[~inner]], nx[k[~inner]]]
-    a = sp.csr_matrix((np.concatenate(vals + [deg]), (np.concatenate(rows + [np.arange(n)]),
-                                                       np.concatenate(cols + [np.arange(n)]))), shape=(n, n))
+    # a faint pull toward the intact pixels' mean keeps a hole with no intact neighbour at all
+    # (a window painted over entirely) solvable; next to intact pixels it changes nothing visible
+    rhs += HOLD * (l[~damage].mean() if n < l.size else 50.0)
+    a = sp.csr_matrix((np.concatenate(vals + [deg + HOLD]), (np.concatenate(rows + [np.arange(n)]),
+                                                              np.concatenate(cols + [np.arange(n)]))), shape=(n, n))
     out = l.copy()
     out[ys, xs] = spla.spsolve(a.tocsc(), rhs)
     return out.astype(np.float32)

@@ -5,20 +5,18 @@ import os
 
 import numpy as np
 import pytest
+import torch  # a test dependency (the tiny training run and the partial convolutions need it)
 from PIL import Image
 
 from engine import TinctError
 from engine.color import rgb_to_l
 from engine.damage import DamageSimulator
-from engine.evaluate import center_crop
+from engine.models.pconv import PartialConv2d, PConvUNet
 from engine.restore import DEFAULT_RESTORE_MODEL, Restorer, damage_from_image, damaged_tiles, harmonic_fill
 from tests.helpers import CORPUS, EXAMPLES, val_photo
 from tests.test_cli import check_refused, tinct
 
-torch = pytest.importorskip("torch")
-HOLES_OVER_HARMONIC_DB = 0.0  # guard for the shipped model; see engine/weights/MODEL_CARD_RESTORE.md
-
-from engine.models.pconv import PartialConv2d, PConvUNet  # noqa: E402
+HOLES_OVER_HARMONIC_DB = 0.35  # measured +0.55 dB on these 12 photos (MODEL_CARD_RESTORE.md), minus slack
 
 
 def test_partial_conv_ignores_holes_and_renormalizes():
@@ -67,6 +65,8 @@ def test_harmonic_fill_reproduces_a_linear_ramp():
     damage[5:25, 8:30] = True
     filled = harmonic_fill(np.where(damage, 100.0, ramp), damage)
     assert np.abs(filled - ramp).max() < 1e-3
+    everything = harmonic_fill(ramp, np.ones(ramp.shape, bool))  # no boundary at all: still a fill
+    assert np.isfinite(everything).all() and np.allclose(everything, 50.0)
 
 
 def test_damage_masks_from_painted_layers_and_white_on_black():
@@ -78,6 +78,12 @@ def test_damage_masks_from_painted_layers_and_white_on_black():
     assert np.argwhere(damage_from_image(gray16)).tolist() == [[1, 1]]
     with pytest.raises(TinctError, match="damage mask"):
         damage_from_image(np.zeros((2, 2, 2, 2)))
+
+
+def test_a_tiny_photo_painted_over_entirely_still_restores(restorer):
+    photo = np.full((16, 20), 90, np.uint8)
+    out, n = restorer.restore(photo, np.ones((16, 20), bool))
+    assert n == 320 and out.shape == (16, 20) and out.dtype == np.uint8
 
 
 def test_only_tiles_with_damage_are_run():

@@ -24,7 +24,6 @@ to the stage's run folder), which the other stage and reruns read. Every stage r
 
 import json
 import os
-import time
 
 import numpy as np
 import torch
@@ -33,13 +32,12 @@ from torch.nn import functional as F
 
 from ..color import rgb_to_lab
 from ..detect import MAX_INSTANCES, MIN_BOX_FRAC, crop_hints
-from ..gamut import ab_bins
 from ..levin import propagate_hints
 from ..models.colornet import ColorNet
 from ..models.config import CONFIGS
 from ..models.fusion import DEFAULT_LAYERS, FUSED_LAYERS, InstanceFusionNet, export_fused_onnx
 from .data import HintSimulator, list_images
-from .loop import CHECKPOINT, compute_loss, load_model, lr_at, pick_device, soft_targets
+from .loop import CHECKPOINT, compute_loss, load_model, pick_device, soft_targets, train_steps
 
 STAGES = ("full", "instance", "fusion")
 
@@ -293,12 +291,6 @@ def fused_loss(model, batch, bins, dist_weight=0.5, huber_delta=5.0):
     return reg + dist_weight * ce, {"huber": reg.item(), "ce": ce.item()}
 
 
-def _save(path, payload):
-    tmp = path + ".tmp"
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-
-
 def load_fused(ckpt_path, map_location="cpu"):
     """A fusion-stage checkpoint -> (InstanceFusionNet in eval mode, state dict)."""
     state = torch.load(ckpt_path, map_location=map_location, weights_only=False)
@@ -332,51 +324,6 @@ def export_fused(ckpt_path, out_path, max_instances=MAX_INSTANCES, opset=17, dyn
 # ----------------------------------------------------------------------------- stages
 
 
-def _loop(stage, model, params, maker, loss_fn, out_dir, steps, batch_size, lr, extra_state, resume_state, log,
-          progress, checkpoint_every, device):
-    opt = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.99))
-    ckpt_path = os.path.join(out_dir, CHECKPOINT)
-    step = 0
-    if resume_state is not None:
-        opt.load_state_dict(resume_state["optimizer"])
-        step = resume_state["step"]
-        maker.rng.bit_generator.state = resume_state["rng"]
-        log("resumed %s stage from step %d (%s)" % (stage, step, ckpt_path))
-    bins = torch.from_numpy(ab_bins()).to(device)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=steps, initial=step, desc="train %s" % stage, unit="step")
-    history, started = [], time.time()
-    while step < steps:
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, steps, lr, warmup=min(100, max(1, steps // 10)))
-        batch = {k: torch.from_numpy(v).to(device) for k, v in maker.batch(batch_size).items()}
-        loss, parts = loss_fn(model, batch, bins)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step += 1
-        history.append(parts)
-        if bar:
-            bar.update(1)
-            bar.set_postfix(huber="%.3f" % parts["huber"], ce="%.3f" % parts["ce"])
-        if step % checkpoint_every == 0 or step == steps:
-            payload = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                       "rng": maker.rng.bit_generator.state, "stage": stage}
-            payload.update(extra_state)
-            _save(ckpt_path, payload)
-            mean = {k: float(np.mean([h[k] for h in history])) for k in history[0]}
-            with open(os.path.join(out_dir, "log.jsonl"), "a") as f:
-                f.write(json.dumps({"stage": stage, "step": step, "elapsed_s": round(time.time() - started, 1),
-                                    "device": str(device), **mean}) + "\n")
-            history = []
-    if bar:
-        bar.close()
-    return ckpt_path
-
-
 def _resume(out_dir, stage):
     path = os.path.join(out_dir, CHECKPOINT)
     if not os.path.exists(path):
@@ -406,7 +353,7 @@ def train_instance(corpus, out_dir, full_checkpoint, steps=2000, batch_size=16, 
     log("instance stage: %d photos with usable boxes" % len(maker.items))
     extra = {"model_name": model_name, "config": CONFIGS[model_name].to_dict(), "inst_size": inst_size,
              "full_checkpoint": os.path.abspath(full_checkpoint)}
-    return _loop("instance", model, model.parameters(), maker, compute_loss, out_dir, steps, batch_size, lr, extra,
+    return train_steps("instance", model, model.parameters(), maker, compute_loss, out_dir, steps, batch_size, lr, extra,
                  resume, log, progress, checkpoint_every, device)
 
 
@@ -445,7 +392,7 @@ def train_fusion(corpus, out_dir, full_checkpoint, instance_checkpoint, steps=20
              "full_checkpoint": os.path.abspath(full_checkpoint), "layers": list(model.layers),
              "instance_checkpoint": os.path.abspath(instance_checkpoint), "full_step": full_state["step"],
              "instance_step": inst_state["step"]}
-    return _loop("fusion", model, list(model.fusion_parameters()), maker, fused_loss, out_dir, steps, batch_size, lr,
+    return train_steps("fusion", model, list(model.fusion_parameters()), maker, fused_loss, out_dir, steps, batch_size, lr,
                  extra, resume, log, progress, checkpoint_every, device)
 
 

@@ -127,20 +127,11 @@ def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=1
         batch = {k: torch.from_numpy(v).to(device) for k, v in maker.batch(batch_size).items()}
         reg_w, dist_w = loss_weights(step, steps, schedule)
         loss, parts = compute_loss(model, batch, bins, dist_weight=dist_w, reg_weight=reg_w)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        optimizer_step(opt, loss, parts, history, bar)
         step += 1
-        history.append(parts)
-        if bar:
-            bar.update(1)
-            bar.set_postfix(huber="%.3f" % parts["huber"], ce="%.3f" % parts["ce"])
         if step % checkpoint_every == 0 or step == steps:
             save_checkpoint(ckpt_path, model, opt, step, maker, model_name)
-            mean = {k: float(np.mean([h[k] for h in history])) for k in history[0]}
-            with open(os.path.join(out_dir, "log.jsonl"), "a") as f:
-                f.write(json.dumps({"step": step, "elapsed_s": round(time.time() - started, 1),
-                                    "device": str(device), **mean}) + "\n")
+            log_losses(out_dir, step, started, device, history)
             history = []
     if bar:
         bar.close()
@@ -152,11 +143,30 @@ def save_checkpoint(path, model, opt, step, maker, model_name):
     go beside it (WEIGHTS) for `--init` elsewhere."""
     weights = {"model": model.state_dict(), "step": step, "model_name": model_name,
                "config": CONFIGS[model_name].to_dict()}
-    _save_atomic(dict(weights, optimizer=opt.state_dict(), rng=maker.rng.bit_generator.state), path)
-    _save_atomic(weights, os.path.join(os.path.dirname(path), WEIGHTS))
+    save_atomic(dict(weights, optimizer=opt.state_dict(), rng=maker.rng.bit_generator.state), path)
+    save_atomic(weights, os.path.join(os.path.dirname(path), WEIGHTS))
 
 
-def _save_atomic(payload, path):
+def optimizer_step(opt, loss, parts, history, bar=None):
+    """One Adam step on `loss`; its loss parts go to the history (for the log) and the progress bar."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    history.append(parts)
+    if bar:
+        bar.update(1)
+        bar.set_postfix({k: "%.3f" % v for k, v in parts.items()})
+
+
+def log_losses(out_dir, step, started, device, history, **tags):
+    """Append the mean losses since the last checkpoint to OUT/log.jsonl (tags first, e.g. stage)."""
+    mean = {k: float(np.mean([h[k] for h in history])) for k in history[0]}
+    with open(os.path.join(out_dir, "log.jsonl"), "a") as f:
+        f.write(json.dumps(dict(tags, step=step, elapsed_s=round(time.time() - started, 1), device=str(device),
+                                **mean)) + "\n")
+
+
+def save_atomic(payload, path):
     tmp = path + ".tmp"
     torch.save(payload, tmp)
     os.replace(tmp, path)
@@ -177,3 +187,42 @@ def load_model(ckpt_path, map_location="cpu"):
     model = ColorNet(CONFIGS[state["model_name"]])
     load_weights(model, state["model"])
     return model.eval(), state
+
+
+def train_steps(stage, model, params, maker, loss_fn, out_dir, steps, batch_size, lr, extra_state, resume_state, log,
+                progress, checkpoint_every, device, betas=(0.9, 0.99)):
+    """The step loop the instance, fusion and restoration stages share: Adam on `params`, warm-up then
+    cosine decay, a checkpoint (model, optimizer, step, data rng, stage + extra_state) and a log line
+    every `checkpoint_every` steps; resumes from resume_state. loss_fn(model, batch, bins) -> (loss, parts)."""
+    opt = torch.optim.Adam(params, lr=lr, betas=betas)
+    ckpt_path = os.path.join(out_dir, CHECKPOINT)
+    step = 0
+    if resume_state is not None:
+        opt.load_state_dict(resume_state["optimizer"])
+        step = resume_state["step"]
+        maker.rng.bit_generator.state = resume_state["rng"]
+        log("resumed %s stage from step %d (%s)" % (stage, step, ckpt_path))
+    bins = torch.from_numpy(ab_bins()).to(device)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=steps, initial=step, desc="train %s" % stage, unit="step")
+    history, started = [], time.time()
+    while step < steps:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, steps, lr, warmup=min(100, max(1, steps // 10)))
+        batch = {k: torch.from_numpy(v).to(device) for k, v in maker.batch(batch_size).items()}
+        loss, parts = loss_fn(model, batch, bins)
+        optimizer_step(opt, loss, parts, history, bar)
+        step += 1
+        if step % checkpoint_every == 0 or step == steps:
+            payload = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                       "rng": maker.rng.bit_generator.state, "stage": stage}
+            payload.update(extra_state)
+            save_atomic(payload, ckpt_path)
+            log_losses(out_dir, step, started, device, history, stage=stage)
+            history = []
+    if bar:
+        bar.close()
+    return ckpt_path

@@ -10,7 +10,6 @@ composite around the holes (x0.1), which keeps fills free of seams.
 
 import json
 import os
-import time
 
 import numpy as np
 import torch
@@ -22,9 +21,8 @@ from ..damage import DamageSimulator
 from ..models.pconv import PConvUNet, composite
 from ..restore import harmonic_fill
 from .data import load_corpus
-from .loop import lr_at, pick_device
+from .loop import CHECKPOINT, pick_device, train_steps
 
-CHECKPOINT = "checkpoint.pt"
 HOLE_WEIGHT, VALID_WEIGHT, TV_WEIGHT = 6.0, 1.0, 0.1
 
 
@@ -82,12 +80,6 @@ def restore_loss(model, batch, rng):
     return loss, {"hole_l1": hole_l1.item(), "valid_l1": valid_l1.item()}
 
 
-def _save(path, payload):
-    tmp = path + ".tmp"
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-
-
 def load_restore_model(path, map_location="cpu"):
     state = torch.load(path, map_location=map_location, weights_only=False)
     if state.get("task") != "restore":
@@ -97,7 +89,7 @@ def load_restore_model(path, map_location="cpu"):
     return model.eval(), state
 
 
-def train_restore(corpus, out_dir, steps=6000, batch_size=16, crop=128, lr=5e-4, width=24, seed=0, limit=None,
+def train_restore(corpus, out_dir, steps=6500, batch_size=16, crop=128, lr=5e-4, width=24, seed=0, limit=None,
                   checkpoint_every=100, threads=None, log=print, progress=True):
     """Train (or resume) the restoration network; returns the checkpoint path."""
     if threads:
@@ -108,51 +100,17 @@ def train_restore(corpus, out_dir, steps=6000, batch_size=16, crop=128, lr=5e-4,
     device = pick_device()
     torch.manual_seed(seed)
     ckpt_path = os.path.join(out_dir, CHECKPOINT)
-    config = {"width": width}
-    step, state = 0, None
-    if os.path.exists(ckpt_path):
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        config = state["config"]
-    model = PConvUNet(**config).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    maker = RestoreBatchMaker(load_corpus(corpus, limit), crop=crop, seed=seed)
-    if state is not None:
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=False) if os.path.exists(ckpt_path) else None
+    config = state["config"] if state else {"width": width}
+    model = PConvUNet(**config)
+    if state:
         model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        maker.rng.bit_generator.state = state["rng"]
-        step = state["step"]
-        log("resumed from step %d (%s)" % (step, ckpt_path))
-    model.train()
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=steps, initial=step, desc="train restore", unit="step")
-    history, started = [], time.time()
-    while step < steps:
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, steps, lr)
-        batch = {k: torch.from_numpy(v).to(device) for k, v in maker.batch(batch_size).items()}
-        loss, parts = restore_loss(model, batch, maker.rng)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step += 1
-        history.append(parts)
-        if bar:
-            bar.update(1)
-            bar.set_postfix(hole="%.4f" % parts["hole_l1"])
-        if step % checkpoint_every == 0 or step == steps:
-            _save(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                              "rng": maker.rng.bit_generator.state, "config": config, "task": "restore"})
-            mean = {k: float(np.mean([h[k] for h in history])) for k in history[0]}
-            with open(os.path.join(out_dir, "log.jsonl"), "a") as f:
-                f.write(json.dumps({"step": step, "elapsed_s": round(time.time() - started, 1),
-                                    "device": str(device), **mean}) + "\n")
-            history = []
-    if bar:
-        bar.close()
-    return ckpt_path
+    model.to(device).train()
+    maker = RestoreBatchMaker(load_corpus(corpus, limit), crop=crop, seed=seed)
+    return train_steps("restore", model, model.parameters(), maker,
+                       lambda net, batch, _bins: restore_loss(net, batch, maker.rng), out_dir, steps, batch_size, lr,
+                       {"config": config, "task": "restore"}, state, log, progress, checkpoint_every, device,
+                       betas=(0.9, 0.999))
 
 
 def export_restore(ckpt_path, out_path, opset=17):
