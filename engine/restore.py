@@ -19,8 +19,8 @@ import numpy as np
 
 from . import TinctError
 from .color import lab_to_rgb
+from .runtime import WEIGHTS_DIR
 
-WEIGHTS_DIR = os.path.join(os.path.dirname(__file__), "weights")
 DEFAULT_RESTORE_MODEL = os.path.join(WEIGHTS_DIR, "tinct-restore.onnx")
 TILE = 512  # window the network sees
 MARGIN = 64  # context kept around each tile's core, which is what gets written
@@ -93,6 +93,10 @@ class Restorer:
         self.model_path = model_path or os.environ.get("TINCT_RESTORE_MODEL") or DEFAULT_RESTORE_MODEL
         self.device_request, self.threads = device, threads
         self._runtime = None
+
+    @property
+    def installed(self):
+        return os.path.exists(self.model_path)
 
     @property
     def runtime(self):

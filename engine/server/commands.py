@@ -94,11 +94,11 @@ def run_serve(args):
 
 
 def installed_restorer(device, threads):
-    """The damage-restoration model the engine serves: TINCT_RESTORE_MODEL or the shipped file, if present."""
-    from ..restore import DEFAULT_RESTORE_MODEL, Restorer
+    """The damage-restoration model the engine serves (TINCT_RESTORE_MODEL or the shipped file), if present."""
+    from ..restore import Restorer
 
-    path = os.environ.get("TINCT_RESTORE_MODEL") or DEFAULT_RESTORE_MODEL
-    return Restorer(path, device=device, threads=threads) if os.path.exists(path) else None
+    restorer = Restorer(device=device, threads=threads)
+    return restorer if restorer.installed else None
 
 
 # ---- the plug-in's client, from the engine side ----
