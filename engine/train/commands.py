@@ -64,11 +64,12 @@ Uses a CUDA GPU when torch sees one; the same command runs on CPU, only slower."
                     "simulated on the corpus photos. Resumes from OUT/checkpoint.pt like `tinct train`.",
         epilog="""The shipped restoration weights came from (details in engine/weights/MODEL_CARD_RESTORE.md):
   tinct train-restore --corpus ../shared/corpus --out runs/restore2 --steps 6500 --threads 2
+  tinct train-restore --corpus ../shared/corpus --out runs/restore2 --steps 8500 --threads 2
   tinct export --restore runs/restore2/checkpoint.pt -o engine/weights/tinct-restore.onnx
 Measure it against the classical (Laplace) fill with `tinct eval-restore ../shared/val`.""")
     r.add_argument("--corpus", default=DEFAULT_CORPUS, help="folder of training photos (default %(default)s)")
     r.add_argument("--out", default=os.path.join("runs", "restore"), help="run folder for checkpoint and log")
-    r.add_argument("--steps", type=int, default=6500, help="total steps to reach (default %(default)s)")
+    r.add_argument("--steps", type=int, default=8500, help="total steps to reach (default %(default)s)")
     r.add_argument("--batch-size", type=int, default=16)
     r.add_argument("--crop", type=int, default=128, help="training crop side in pixels (multiple of 32)")
     r.add_argument("--lr", type=float, default=5e-4, help="peak learning rate, cosine decay to 10%% (default %(default)s)")

@@ -89,7 +89,7 @@ def load_restore_model(path, map_location="cpu"):
     return model.eval(), state
 
 
-def train_restore(corpus, out_dir, steps=6500, batch_size=16, crop=128, lr=5e-4, width=24, seed=0, limit=None,
+def train_restore(corpus, out_dir, steps=8500, batch_size=16, crop=128, lr=5e-4, width=24, seed=0, limit=None,
                   checkpoint_every=100, threads=None, log=print, progress=True):
     """Train (or resume) the restoration network; returns the checkpoint path."""
     if threads:
