@@ -103,6 +103,9 @@ class Restorer:
         if self._runtime is None:
             from .runtime import ModelRuntime
 
+            if not self.installed:  # (ModelRuntime's own message points at --model, the colorization model)
+                raise TinctError("restoration model %s is missing; reinstall Tinct or pass --restore-model"
+                                 % self.model_path)
             rt = ModelRuntime(self.model_path, self.device_request, self.threads)
             if rt.metadata.get("task") != "restore":
                 raise TinctError("%s is not a Tinct restoration model" % self.model_path)

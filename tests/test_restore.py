@@ -162,6 +162,8 @@ def test_tiny_training_run_resumes_and_exports_with_parity(tmp_path):
     got = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"]).run(
         None, {"l": l, "mask": mask, "base": base})[0]
     np.testing.assert_allclose(got, ref, atol=1e-3)
+    with pytest.raises(TinctError, match="restoration model .*missing.*--restore-model"):
+        Restorer(str(tmp_path / "nowhere.onnx")).fill(l[0, 0], mask[0, 0] > 0)
     with pytest.raises(TinctError, match="not a Tinct restoration model"):
         Restorer(os.path.join(os.path.dirname(DEFAULT_RESTORE_MODEL), "tinct-small.onnx")).fill(l[0, 0], mask[0, 0] > 0)
 

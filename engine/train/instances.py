@@ -353,8 +353,8 @@ def train_instance(corpus, out_dir, full_checkpoint, steps=2000, batch_size=16, 
     log("instance stage: %d photos with usable boxes" % len(maker.items))
     extra = {"model_name": model_name, "config": CONFIGS[model_name].to_dict(), "inst_size": inst_size,
              "full_checkpoint": os.path.abspath(full_checkpoint)}
-    return train_steps("instance", model, model.parameters(), maker, compute_loss, out_dir, steps, batch_size, lr, extra,
-                 resume, log, progress, checkpoint_every, device)
+    return train_steps("instance", model, model.parameters(), maker, compute_loss, out_dir, steps, batch_size, lr,
+                       extra, resume, log, progress, checkpoint_every, device)
 
 
 def train_fusion(corpus, out_dir, full_checkpoint, instance_checkpoint, steps=2000, batch_size=8, crop=128,
@@ -392,8 +392,8 @@ def train_fusion(corpus, out_dir, full_checkpoint, instance_checkpoint, steps=20
              "full_checkpoint": os.path.abspath(full_checkpoint), "layers": list(model.layers),
              "instance_checkpoint": os.path.abspath(instance_checkpoint), "full_step": full_state["step"],
              "instance_step": inst_state["step"]}
-    return train_steps("fusion", model, list(model.fusion_parameters()), maker, fused_loss, out_dir, steps, batch_size, lr,
-                 extra, resume, log, progress, checkpoint_every, device)
+    return train_steps("fusion", model, list(model.fusion_parameters()), maker, fused_loss, out_dir, steps,
+                       batch_size, lr, extra, resume, log, progress, checkpoint_every, device)
 
 
 def run_stage(stage, corpus, out_dir, full_checkpoint=None, instance_checkpoint=None, model_name="small",
