@@ -270,10 +270,14 @@ class Detector:
         self.iou_threshold = iou_threshold
         self.max_boxes = max_boxes
 
+    def outputs(self, tensor):
+        """(1, 3, 416, 416) network input (normalized) -> {output name: array}."""
+        outs = self.session.run(None, {INPUT_NAME: np.ascontiguousarray(tensor, np.float32)})
+        return {o.name: v for o, v in zip(self.session.get_outputs(), outs)}
+
     def raw(self, tensor):
         """(1, 3, 416, 416) network input (normalized) -> {stride: (scores (N, 80), dists (N, 44))}."""
-        outs = self.session.run(None, {INPUT_NAME: np.ascontiguousarray(tensor, np.float32)})
-        by_name = {o.name: v for o, v in zip(self.session.get_outputs(), outs)}
+        by_name = self.outputs(tensor)
         return {s: (by_name[SCORE_OUTPUTS[s]][0], by_name[BOX_OUTPUTS[s]][0]) for s in STRIDES}
 
     def detect(self, image, score_threshold=None, max_boxes=None, gray=True):

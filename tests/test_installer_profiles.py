@@ -3,7 +3,9 @@ Flatpak, Snap, macOS, Windows, GIMP3_/GIMP2_DIRECTORY), which variant each takes
 skipped, and how each mix of sandboxes reaches the engine."""
 
 import os
+import shutil
 import sys
+import tempfile
 
 import pytest
 
@@ -129,8 +131,17 @@ def test_native_gimps_use_the_runtime_socket_and_the_config_token(tmp_path):
     assert ep.overrides == []
 
 
-def test_flatpak_gets_a_socket_inside_its_app_folder_and_the_override_command(tmp_path):
-    rt = make(tmp_path, "rt")
+@pytest.fixture
+def short_runtime_dir():
+    """A runtime folder with a short path: pytest's tmp paths grow with its run counter, and
+    past MAX_SOCKET_PATH a plan (rightly) falls back to another socket."""
+    rt = tempfile.mkdtemp(prefix="rt", dir="/tmp")
+    yield rt
+    shutil.rmtree(rt, ignore_errors=True)
+
+
+def test_flatpak_gets_a_socket_inside_its_app_folder_and_the_override_command(tmp_path, short_runtime_dir):
+    rt = short_runtime_dir
     ep = endpoint.plan_endpoint({"native", "flatpak"}, {"XDG_RUNTIME_DIR": rt}, str(tmp_path), "linux")
     assert ep.socket == os.path.join(rt, "app", "org.gimp.GIMP", "tinct", "engine.sock")
     assert ep.token_file == os.path.join(str(tmp_path), ".var/app/org.gimp.GIMP/config/tinct/token")
@@ -144,8 +155,8 @@ def test_flatpak_without_a_runtime_folder_falls_back_to_loopback_tcp(tmp_path):
     assert (ep.socket, ep.port, ep.host) == (None, endpoint.DEFAULT_PORT, "127.0.0.1")
 
 
-def test_snap_and_flatpak_together_share_the_snap_folder(tmp_path):
-    rt = make(tmp_path, "rt")
+def test_snap_and_flatpak_together_share_the_snap_folder(tmp_path, short_runtime_dir):
+    rt = short_runtime_dir
     ep = endpoint.plan_endpoint({"flatpak", "snap"}, {"XDG_RUNTIME_DIR": rt}, str(tmp_path), "linux")
     assert ep.socket == os.path.join(rt, "snap.gimp", "tinct", "engine.sock")
     assert any("--filesystem=xdg-run/snap.gimp/tinct" in o for o in ep.overrides)

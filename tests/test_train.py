@@ -194,3 +194,40 @@ def test_older_checkpoints_without_the_newer_layers_still_load(trained, tmp_path
     assert float(model.prop_in.weight.detach().abs().sum()) == 0.0
     with pytest.raises(ValueError, match="does not fit"):
         load_weights(model, {k: v for k, v in state.items() if not k.startswith("conv1.")})
+
+
+def test_a_run_with_the_detectors_features_exports_a_model_that_takes_them(tiny_corpus, tmp_path):
+    """--semantic: the batches carry the detector's features, the checkpoint says so, the ONNX
+    file takes them as an input (matching torch), and the pipeline computes them for it."""
+    from engine.pipeline import Colorizer
+    from engine.semantics import SEMANTIC_DIM
+
+    out = str(tmp_path / "sem")
+    train(tiny_corpus, out, steps=2, batch_size=2, crop=32, progress=False, log=lambda m: None, semantic=True)
+    model, state = load_model(os.path.join(out, "checkpoint.pt"))
+    assert state["semantic"] is True
+    with pytest.raises(ValueError, match="trained with the detector.s features; add --semantic"):
+        train(tiny_corpus, out, steps=3, batch_size=2, crop=32, progress=False, log=lambda m: None)
+    from engine.train.instances import run_stage
+
+    with pytest.raises(ValueError, match="do not feed the detector's features"):  # not built for them yet
+        run_stage("instance", tiny_corpus, str(tmp_path / "inst"), full_checkpoint=os.path.join(out, "checkpoint.pt"))
+    model.semantic_in.net[-1].weight.data.normal_(0, 1.0)  # make the branch count in the parity
+    torch.save(dict(state, model=model.state_dict()), str(tmp_path / "w.pt"))
+    runtime = ModelRuntime(export_onnx(str(tmp_path / "w.pt"), str(tmp_path / "m.onnx")))
+    assert runtime.wants_semantic and runtime.metadata["semantic"] == "True"
+    rng = np.random.default_rng(1)
+    h, w = 40, 56
+    inputs = [rng.uniform(0, 100, (1, 1, h, w)), np.zeros((1, 2, h, w)), np.zeros((1, 1, h, w)),
+              np.zeros((1, GLOBAL_DIM)), np.zeros((1, 3, h, w)), rng.normal(0, 1.0, (1, SEMANTIC_DIM, h // 8, w // 8))]
+    inputs = [np.asarray(x, np.float32) for x in inputs]
+    ab, _ = runtime.run(*inputs)
+    with torch.no_grad():
+        tab, _ = model(*[torch.from_numpy(x) for x in inputs])
+        plain, _ = model(*[torch.from_numpy(x) for x in inputs[:5]])
+    assert np.abs(ab - tab.numpy()).max() < 1e-3
+    assert np.abs(tab - plain).max() > 1e-3  # the features did change the output
+    colorizer = Colorizer(model_path=str(tmp_path / "m.onnx"), fused_model_path=None)
+    photo = np.random.default_rng(2).integers(0, 255, (50, 70), np.uint8)
+    result = colorizer.colorize(photo, instances="none")
+    assert result.ab.shape == (50, 70, 2) and np.isfinite(result.ab).all()

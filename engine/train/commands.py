@@ -50,6 +50,9 @@ Uses a CUDA GPU when torch sees one; the same command runs on CPU, only slower."
                    help="full stage's losses: joint (regression + distribution from the start; default, "
                         "measured better on a held-out part of the corpus, see the model card) or paper "
                         "(distribution first, then regression, as Zhang et al. 2017)")
+    t.add_argument("--semantic", action="store_true",
+                   help="full stage: also feed the offline detector's features (what it learned of objects from "
+                        "COCO) to the network's bottleneck; the exported model then runs the detector too")
     t.add_argument("--init", metavar="WEIGHTS.pt",
                    help="full stage: when OUT has no checkpoint yet, start from these weights (the weights.pt "
                         "written beside each checkpoint, e.g. tools/checkpoints/tinct-small.pt) and carry on "
@@ -110,7 +113,7 @@ def run_train(args):
                          batch_size=args.batch_size, crop=args.crop, inst_size=args.inst_size, lr=args.lr,
                          seed=args.seed, limit=args.limit, box_cache=args.box_cache,
                          checkpoint_every=args.checkpoint_every, threads=args.threads,
-                         schedule=args.schedule, init=args.init, **fuse_layers_arg(args.fuse_layers))
+                         schedule=args.schedule, init=args.init, semantic=args.semantic, **fuse_layers_arg(args.fuse_layers))
     except (FileNotFoundError, ValueError) as exc:
         raise TinctError(str(exc))
     print("checkpoint: %s" % path)

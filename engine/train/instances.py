@@ -396,10 +396,14 @@ def train_fusion(corpus, out_dir, full_checkpoint, instance_checkpoint, steps=20
                        batch_size, lr, extra, resume, log, progress, checkpoint_every, device)
 
 
+def _trained_on_features(ckpt_path):
+    return bool(torch.load(ckpt_path, map_location="cpu", weights_only=False).get("semantic"))
+
+
 def run_stage(stage, corpus, out_dir, full_checkpoint=None, instance_checkpoint=None, model_name="small",
               steps=2000, batch_size=16, crop=128, inst_size=None, lr=None, seed=0, limit=None, box_cache=None,
               checkpoint_every=100, threads=None, layers=DEFAULT_LAYERS, log=print, progress=True,
-              schedule="joint", init=None):
+              schedule="joint", init=None, semantic=False):
     """`tinct train --stage full|instance|fusion`. Returns the checkpoint path.
 
     full:     the core loop (engine.train.loop.train); `full_checkpoint` is ignored.
@@ -414,10 +418,14 @@ def run_stage(stage, corpus, out_dir, full_checkpoint=None, instance_checkpoint=
 
         return train(corpus, out_dir, model_name=model_name, steps=steps, batch_size=batch_size, crop=crop,
                      lr=lr or 5e-4, seed=seed, limit=limit, checkpoint_every=checkpoint_every, threads=threads,
-                     log=log, progress=progress, schedule=schedule, init=init)
+                     log=log, progress=progress, schedule=schedule, init=init, semantic=semantic)
     if not full_checkpoint or not os.path.exists(full_checkpoint):
         raise FileNotFoundError("stage %s needs the full network's checkpoint (--full-checkpoint), got %r"
                                 % (stage, full_checkpoint))
+    if semantic or _trained_on_features(full_checkpoint):
+        raise ValueError("the instance and fusion stages do not feed the detector's features (--semantic) to "
+                         "their networks yet; start them from a full checkpoint trained without them "
+                         "(e.g. tools/checkpoints/tinct-small.pt)")
     if stage == "instance":
         return train_instance(corpus, out_dir, full_checkpoint, steps=steps, batch_size=batch_size,
                               inst_size=inst_size, lr=lr or 2e-4, seed=seed, limit=limit, box_cache=box_cache,

@@ -23,12 +23,12 @@ from torch.nn import functional as F
 from ..gamut import ab_bins
 from ..models.colornet import ColorNet
 from ..models.config import CONFIGS
-from .data import BatchMaker, load_corpus
+from .data import BatchMaker, corpus_features, load_corpus
 
 CHECKPOINT = "checkpoint.pt"
 WEIGHTS = "weights.pt"
 # ColorNet layers that start as a no-op, so older checkpoints resume
-NEW_LAYERS = ("hint_summary", "prop_in", "reach_in", "prop_gate")
+NEW_LAYERS = ("hint_summary", "prop_in", "reach_in", "prop_gate", "semantic_in")
 
 
 def pick_device():
@@ -59,7 +59,7 @@ def loss_weights(step, total, schedule="joint"):
 
 def compute_loss(model, batch, bins, dist_weight=0.5, huber_delta=5.0, reg_weight=1.0):
     ab_pred, logits = model(batch["l"], batch["hint_ab"], batch["hint_mask"], batch["global_hints"],
-                            batch.get("hint_prop"))
+                            batch.get("hint_prop"), batch.get("semantic"))
     reg = F.huber_loss(ab_pred, batch["ab"], delta=huber_delta) / huber_delta
     target = soft_targets(F.avg_pool2d(batch["ab"], 4), bins)
     ce = -(target * F.log_softmax(logits, dim=1)).sum(1).mean()
@@ -75,8 +75,11 @@ def lr_at(step, total, base_lr, warmup=100):
 
 def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=128, lr=5e-4,
           seed=0, limit=None, checkpoint_every=100, threads=None, log=print, progress=True, schedule="joint",
-          init=None):
+          init=None, semantic=False):
     """Train (or resume) a ColorNet; returns the path of the last checkpoint.
+
+    semantic: feed the detector's features to the bottleneck (engine/semantics.py); the
+    checkpoint records it, and the exported model then takes them as an input.
 
     init: a weights file (WEIGHTS, written beside every checkpoint) to start from when out_dir has
     no checkpoint yet; training carries on from its step with a fresh optimizer, so a run can move
@@ -92,11 +95,13 @@ def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=1
     rewarm_from = None  # a fresh Adam on a trained network ramps its rate up again
     ckpt_path = os.path.join(out_dir, CHECKPOINT)
     images = load_corpus(corpus, limit=limit)
-    maker = BatchMaker(images, crop=crop, seed=seed)
+    maker = BatchMaker(images, crop=crop, seed=seed,
+                       semantics=corpus_features(images, progress=progress) if semantic else None)
     if os.path.exists(ckpt_path):
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
         if state["model_name"] != model_name:
             raise ValueError("checkpoint in %s is a %r model, not %r" % (out_dir, state["model_name"], model_name))
+        _check_semantic(state, semantic, "checkpoint in %s" % out_dir)
         if load_weights(model, state["model"]):
             opt.load_state_dict(state["optimizer"])
         else:
@@ -109,6 +114,8 @@ def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=1
         state = torch.load(init, map_location=device, weights_only=False)
         if state["model_name"] != model_name:
             raise ValueError("%s holds a %r model, not %r" % (init, state["model_name"], model_name))
+        if state.get("semantic", False) and not semantic:
+            _check_semantic(state, semantic, init)
         load_weights(model, state["model"])
         step = rewarm_from = state["step"]
         log("started from the weights of step %d (%s)" % (step, init))
@@ -130,7 +137,7 @@ def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=1
         optimizer_step(opt, loss, parts, history, bar)
         step += 1
         if step % checkpoint_every == 0 or step == steps:
-            save_checkpoint(ckpt_path, model, opt, step, maker, model_name)
+            save_checkpoint(ckpt_path, model, opt, step, maker, model_name, semantic)
             log_losses(out_dir, step, started, device, history)
             history = []
     if bar:
@@ -138,11 +145,18 @@ def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=1
     return ckpt_path
 
 
-def save_checkpoint(path, model, opt, step, maker, model_name):
+def _check_semantic(state, semantic, where):
+    """A run carries on with or without the detector's features as it started."""
+    if bool(state.get("semantic", False)) != bool(semantic):
+        raise ValueError("%s was trained %s the detector's features; %s --semantic"
+                         % (where, "without" if semantic else "with", "drop" if semantic else "add"))
+
+
+def save_checkpoint(path, model, opt, step, maker, model_name, semantic=False):
     """Write atomically so an interrupted run never leaves a broken checkpoint; the weights alone
     go beside it (WEIGHTS) for `--init` elsewhere."""
     weights = {"model": model.state_dict(), "step": step, "model_name": model_name,
-               "config": CONFIGS[model_name].to_dict()}
+               "config": CONFIGS[model_name].to_dict(), "semantic": semantic}
     save_atomic(dict(weights, optimizer=opt.state_dict(), rng=maker.rng.bit_generator.state), path)
     save_atomic(weights, os.path.join(os.path.dirname(path), WEIGHTS))
 
