@@ -4,7 +4,6 @@ One engine serves the module (short read timeout and a small frame limit so the
 bad-frame cases are quick); tests that need their own engine start one.
 """
 
-import json
 import os
 import socket
 import stat

@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..instance_aware import FUSED_INPUTS, FUSED_OUTPUTS
-from .colornet import AB_SCALE, ColorNet
+from .colornet import ColorNet
 from .config import CONFIGS
 
 FUSED_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "conv6", "conv7", "conv8", "conv9", "conv10")

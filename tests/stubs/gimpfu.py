@@ -84,7 +84,7 @@ class PixelRgn(object):
 
     def __getitem__(self, key):
         x0, x1, y0, y1 = self._check(key)
-        d, bpp = self.drawable, self.bpp
+        d = self.drawable
         _record("rgn_get", d.name, (x0, y0, x1 - x0, y1 - y0))
         nbpp = d.native_bpp
         rows = [bytes(d.buffer[(y * d.width + x0) * nbpp:(y * d.width + x1) * nbpp]) for y in range(y0, y1)]
