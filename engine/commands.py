@@ -114,31 +114,20 @@ def load_damage(damage_path, photo, photo_path):
     return damage
 
 
-RESTORE_SHARE = 0.2  # of the progress bar, when a damage mask is restored before colorizing
-
-
-def share_progress(progress, share):
-    """Split a progress(fraction, message) callback in two: the first `share` of it, then the rest."""
-    if progress is None:
-        return None, None
-    return (lambda f, m: progress(share * f, m)), (lambda f, m: progress(share + (1 - share) * f, m))
-
-
 def colorize_file(colorizer, in_path, out_path, hints_path=None, reference=None, args=None, progress=None,
                   damage_path=None, restorer=None):
     """Colorize one file, restoring its damage mask first when given; raises TinctError naming the
     file on bad input. Nothing is written on failure."""
     photo = load_image(in_path, "image")
     hints = load_hints(hints_path, photo, in_path) if hints_path else None
+    damage = load_damage(damage_path, photo, in_path) if damage_path else None
     restored = 0
-    if damage_path:
-        damage = load_damage(damage_path, photo, in_path)
-        first, progress = share_progress(progress, RESTORE_SHARE)
-        try:
-            photo, restored = restorer.restore(photo, damage, progress=first)
-        except TinctError as exc:
-            raise TinctError("%s: %s" % (in_path, exc))
     try:
+        if damage is not None:
+            from .restore import split_progress
+
+            first, progress = split_progress(progress)
+            photo, restored = restorer.restore(photo, damage, progress=first)
         result = colorizer.colorize(photo, hints=hints, reference=reference, size=args.size,
                                     method=args.method, progress=progress, instances=instances_arg(args))
     except TinctError as exc:

@@ -25,6 +25,15 @@ DEFAULT_RESTORE_MODEL = os.path.join(WEIGHTS_DIR, "tinct-restore.onnx")
 TILE = 512  # window the network sees
 MARGIN = 64  # context kept around each tile's core, which is what gets written
 HOLD = 1e-6  # harmonic_fill's pull toward the intact mean, against holes with no boundary
+RESTORE_SHARE = 0.2  # of a request's progress, when its damage is restored before colorizing
+
+
+def split_progress(progress, share=RESTORE_SHARE):
+    """Split a progress(fraction, message) callback in two: the first `share` of it (restoring),
+    then the rest (colorizing)."""
+    if progress is None:
+        return None, None
+    return (lambda f, m: progress(share * f, m)), (lambda f, m: progress(share + (1 - share) * f, m))
 
 
 def damage_from_image(image, name="the damage mask"):

@@ -17,11 +17,11 @@ import numpy as np
 from .. import TinctError
 from ..color import lab_to_srgb_int
 from ..hints import compose_hint_layers
+from ..restore import split_progress
 from .protocol import place_mask
 from .scheduler import FairQueue
 
 PIPELINE_SHARE = 0.85   # progress fraction for Colorizer.colorize; the rest is rendering the outputs
-RESTORE_SHARE = 0.2     # of the pipeline's share, when a damage mask is restored first
 HEARTBEAT_S = 2.0
 IDLE_TRIM_S = 5.0       # idle this long after work: give freed memory back (not between requests of a burst)
 
@@ -183,12 +183,16 @@ class Worker:
         colorizer = self.colorizer_for(opts["device"])
         params = inspect.signature(colorizer.colorize).parameters
         extra, ignored = {}, list(req.notes)
-        photo, restored, share = req.photo, None, 0.0
+        photo, restored = req.photo, None
+
+        def pipeline_progress(fraction, message):
+            job.report(PIPELINE_SHARE * fraction, message)
+
         if req.damage is not None:
             if self.restorer is not None:
-                share = RESTORE_SHARE * PIPELINE_SHARE
+                restore_progress, pipeline_progress = split_progress(pipeline_progress)
                 damage = place_mask(req.damage[0], req.damage[1], req.damage[2], H, W)
-                photo, restored = self.restorer.restore(photo, damage, progress=lambda f, m: job.report(share * f, m))
+                photo, restored = self.restorer.restore(photo, damage, progress=restore_progress)
             else:
                 ignored.append("damage mask: this engine has no restoration model installed")
         if req.instances:
@@ -200,10 +204,6 @@ class Worker:
         elif opts["instances"] in ("auto", "none") and "instances" in params:
             extra["instances"] = opts["instances"]
         hints = compose_hint_layers(req.hints, H, W) if req.hints else None
-
-        def pipeline_progress(fraction, message):
-            job.report(share + (PIPELINE_SHARE - share) * fraction, message)
-
         t1 = time.time()
         result = colorizer.colorize(photo, hints=hints, reference=req.reference, size=opts["size"],
                                     method=opts["method"], progress=pipeline_progress, **extra)
