@@ -233,11 +233,7 @@ def export_fused_onnx(model, out_path, max_instances=MAX_INSTANCES, inst_size=64
         torch.onnx.export(wrapper, dummy, out_path, input_names=list(FUSED_INPUTS), output_names=list(FUSED_OUTPUTS),
                           dynamic_axes=axes, opset_version=opset, dynamo=False, do_constant_folding=True)
     if metadata:
-        import onnx
+        from ..train.export import write_metadata
 
-        m = onnx.load(out_path)
-        for key, value in metadata.items():
-            entry = m.metadata_props.add()
-            entry.key, entry.value = key, str(value)
-        onnx.save(m, out_path)
+        write_metadata(out_path, metadata)
     return out_path

@@ -30,14 +30,19 @@ def export_onnx(ckpt_path, out_path, opset=17, extra_metadata=None):
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(model, dummy, out_path, input_names=inputs, output_names=list(OUTPUTS),
                           dynamic_axes=axes, opset_version=opset, dynamo=False, do_constant_folding=True)
-    import onnx
-
-    m = onnx.load(out_path)
     meta = {"tinct_version": __version__, "model_name": state["model_name"], "config": json.dumps(state["config"]),
             "train_step": str(state["step"]), "size_multiple": "8", "semantic": str(bool(state.get("semantic")))}
     meta.update(extra_metadata or {})
-    for k, v in meta.items():
-        entry = m.metadata_props.add()
-        entry.key, entry.value = k, str(v)
-    onnx.save(m, out_path)
+    write_metadata(out_path, meta)
     return out_path
+
+
+def write_metadata(onnx_path, meta):
+    """Stamp key/value provenance into an exported ONNX file (what `ModelRuntime.metadata` reads back)."""
+    import onnx
+
+    m = onnx.load(onnx_path)
+    for key, value in meta.items():
+        entry = m.metadata_props.add()
+        entry.key, entry.value = key, str(value)
+    onnx.save(m, onnx_path)

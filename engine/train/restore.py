@@ -117,9 +117,8 @@ def export_restore(ckpt_path, out_path, opset=17):
     """Restoration checkpoint -> ONNX (inputs l, mask, base; output restored), sides dynamic (multiples of 32)."""
     import warnings
 
-    import onnx
-
     from .. import __version__
+    from .export import write_metadata
 
     model, state = load_restore_model(ckpt_path)
     dummy = (torch.rand(1, 1, 64, 96) * 100, torch.ones(1, 1, 64, 96), torch.rand(1, 1, 64, 96) * 100)
@@ -128,11 +127,6 @@ def export_restore(ckpt_path, out_path, opset=17):
         warnings.simplefilter("ignore")
         torch.onnx.export(model, dummy, out_path, input_names=["l", "mask", "base"], output_names=["restored"],
                           dynamic_axes=axes, opset_version=opset, dynamo=False, do_constant_folding=True)
-    m = onnx.load(out_path)
-    meta = {"tinct_version": __version__, "task": "restore", "config": json.dumps(state["config"]),
-            "train_step": str(state["step"]), "size_multiple": str(2 ** model.depth)}
-    for k, v in meta.items():
-        entry = m.metadata_props.add()
-        entry.key, entry.value = k, str(v)
-    onnx.save(m, out_path)
+    write_metadata(out_path, {"tinct_version": __version__, "task": "restore", "config": json.dumps(state["config"]),
+                              "train_step": str(state["step"]), "size_multiple": str(2 ** model.depth)})
     return out_path
