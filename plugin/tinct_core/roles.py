@@ -52,10 +52,6 @@ def is_hint_name(name):
     return (name or "").startswith(HINTS_PREFIX)
 
 
-def is_result_name(name):
-    return (name or "").startswith(RESULT_NAME)
-
-
 def is_tinct_name(name):
     """A layer Tinct made or reads (hints, result, restored damage, damage, reference)."""
     name = name or ""
