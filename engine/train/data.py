@@ -49,6 +49,29 @@ def corpus_features(images, detector=None, progress=True):
     return [feature_maps(detector, rgb).compact() for rgb in items]
 
 
+def random_crop(rng, rgb, crop, min_scale=0.5):
+    """Random scale (short side between min_scale of the photo's, but at least `crop`, and all of
+    it), crop and flip -> (crop, (row centers, column centers) of its bottleneck cells in the
+    photo's pixels, for sampling the detector's features there)."""
+    h, w = rgb.shape[:2]
+    short = min(h, w)
+    lo = max(crop, min_scale * short)
+    target = rng.uniform(lo, max(lo, short))  # photos smaller than the crop are scaled up
+    scale = target / short
+    nh, nw = max(crop, int(round(h * scale))), max(crop, int(round(w * scale)))
+    if (nh, nw) != (h, w):
+        rgb = np.asarray(Image.fromarray(rgb).resize((nw, nh), Image.BILINEAR, reducing_gap=2.0))
+    y = int(rng.integers(0, nh - crop + 1))
+    x = int(rng.integers(0, nw - crop + 1))
+    rgb = rgb[y:y + crop, x:x + crop]
+    cells = crop // CELL
+    ys = cell_centers(cells, h, nh, start=y)
+    xs = cell_centers(cells, w, nw, start=x)
+    if rng.random() < 0.5:
+        rgb, xs = rgb[:, ::-1], xs[::-1]
+    return np.ascontiguousarray(rgb), (ys, xs)
+
+
 class HintSimulator:
     """Samples local and global hints for one training crop."""
 
@@ -102,30 +125,9 @@ class BatchMaker:
         self.rng = np.random.default_rng(seed)
         self.hints = HintSimulator(self.rng)
 
-    def _crop(self, rgb):
-        """Random scale, crop and flip -> (crop, (row centers, column centers) of its bottleneck
-        cells in the photo's pixels, for sampling the detector's features there)."""
-        h, w = rgb.shape[:2]
-        short = min(h, w)
-        lo = max(self.crop, self.min_scale * short)
-        target = self.rng.uniform(lo, max(lo, short))  # photos smaller than the crop are scaled up
-        scale = target / short
-        nh, nw = max(self.crop, int(round(h * scale))), max(self.crop, int(round(w * scale)))
-        if (nh, nw) != (h, w):
-            rgb = np.asarray(Image.fromarray(rgb).resize((nw, nh), Image.BILINEAR, reducing_gap=2.0))
-        y = int(self.rng.integers(0, nh - self.crop + 1))
-        x = int(self.rng.integers(0, nw - self.crop + 1))
-        rgb = rgb[y:y + self.crop, x:x + self.crop]
-        cells = self.crop // CELL
-        ys = cell_centers(cells, h, nh, start=y)
-        xs = cell_centers(cells, w, nw, start=x)
-        if self.rng.random() < 0.5:
-            rgb, xs = rgb[:, ::-1], xs[::-1]
-        return np.ascontiguousarray(rgb), (ys, xs)
-
     def sample(self):
         index = int(self.rng.integers(len(self.images)))
-        rgb, (ys, xs) = self._crop(self.images[index])
+        rgb, (ys, xs) = random_crop(self.rng, self.images[index], self.crop, self.min_scale)
         lab = rgb_to_lab(rgb)
         ab = lab[..., 1:]
         hint_ab, mask = self.hints.local(ab)

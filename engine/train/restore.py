@@ -13,14 +13,13 @@ import os
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.nn import functional as F
 
 from ..color import rgb_to_lab
 from ..damage import DamageSimulator
 from ..models.pconv import PConvUNet, composite
 from ..restore import harmonic_fill
-from .data import load_corpus
+from .data import load_corpus, random_crop
 from .loop import CHECKPOINT, pick_device, train_steps
 
 HOLE_WEIGHT, VALID_WEIGHT, TV_WEIGHT = 6.0, 1.0, 0.1
@@ -37,18 +36,9 @@ class RestoreBatchMaker:
 
     def sample(self):
         rgb = self.images[int(self.rng.integers(len(self.images)))]
-        h, w = rgb.shape[:2]
-        c = self.crop
-        scale = self.rng.uniform(c / min(h, w), 1.0) if min(h, w) > c else c / min(h, w)
-        nh, nw = max(c, int(round(h * scale))), max(c, int(round(w * scale)))
-        im = Image.fromarray(rgb).resize((nw, nh), Image.BILINEAR, reducing_gap=2.0) if (nh, nw) != (h, w) else None
-        arr = np.asarray(im) if im is not None else rgb
-        y, x = int(self.rng.integers(0, nh - c + 1)), int(self.rng.integers(0, nw - c + 1))
-        crop = arr[y:y + c, x:x + c]
-        if self.rng.random() < 0.5:
-            crop = crop[:, ::-1]
-        l = rgb_to_lab(np.ascontiguousarray(crop))[..., 0]
-        mask = self.damage.mask(c, c)
+        crop, _ = random_crop(self.rng, rgb, self.crop, min_scale=0.0)  # any scale from the crop's to the photo's
+        l = rgb_to_lab(crop)[..., 0]
+        mask = self.damage.mask(self.crop, self.crop)
         return l, mask, harmonic_fill(l, mask < 0.5)
 
     def batch(self, n):
