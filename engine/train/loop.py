@@ -101,7 +101,8 @@ def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=1
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
         if state["model_name"] != model_name:
             raise ValueError("checkpoint in %s is a %r model, not %r" % (out_dir, state["model_name"], model_name))
-        _check_semantic(state, semantic, "checkpoint in %s" % out_dir)
+        if bool(state.get("semantic")) != bool(semantic):  # a run carries on as it started
+            raise ValueError(_semantic_mismatch("checkpoint in %s" % out_dir, semantic))
         if load_weights(model, state["model"]):
             opt.load_state_dict(state["optimizer"])
         else:
@@ -114,8 +115,8 @@ def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=1
         state = torch.load(init, map_location=device, weights_only=False)
         if state["model_name"] != model_name:
             raise ValueError("%s holds a %r model, not %r" % (init, state["model_name"], model_name))
-        if state.get("semantic", False) and not semantic:
-            _check_semantic(state, semantic, init)
+        if state.get("semantic") and not semantic:  # (weights without the features may start a --semantic run)
+            raise ValueError(_semantic_mismatch(init, semantic))
         load_weights(model, state["model"])
         step = rewarm_from = state["step"]
         log("started from the weights of step %d (%s)" % (step, init))
@@ -145,11 +146,9 @@ def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=1
     return ckpt_path
 
 
-def _check_semantic(state, semantic, where):
-    """A run carries on with or without the detector's features as it started."""
-    if bool(state.get("semantic", False)) != bool(semantic):
-        raise ValueError("%s was trained %s the detector's features; %s --semantic"
-                         % (where, "without" if semantic else "with", "drop" if semantic else "add"))
+def _semantic_mismatch(where, semantic):
+    return ("%s was trained %s the detector's features; %s --semantic"
+            % (where, "without" if semantic else "with", "drop" if semantic else "add"))
 
 
 def save_checkpoint(path, model, opt, step, maker, model_name, semantic=False):
