@@ -81,6 +81,14 @@ def gray_to_l(gray):
     return (116.0 * _f(y) - 16.0).astype(np.float32)
 
 
+def l_to_gray(l):
+    """L -> the neutral gray of that lightness, sRGB float in [0, 1]: the inverse of gray_to_l
+    (a black-and-white photo's gray values)."""
+    l = np.asarray(l, np.float32)
+    zeros = np.zeros_like(l)
+    return lab_to_rgb(np.stack([l, zeros, zeros], -1))[..., 0]
+
+
 def rgb_to_l(rgb):
     """Only the lightness of an sRGB array; cheaper than rgb_to_lab()[..., 0]."""
     lin = to_linear(rgb)

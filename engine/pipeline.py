@@ -249,9 +249,10 @@ class Colorizer:
     def semantic_features(self, l_low):
         """The detector's features on the network's bottleneck grid, from the working-grid L
         (what the detector sees is bounded whatever the photo's size)."""
-        from .semantics import feature_maps, l_to_gray, on_grid
+        from .color import l_to_gray, quantize
+        from .semantics import feature_maps, on_grid
 
-        return on_grid(feature_maps(self.detector, l_to_gray(l_low)), l_low.shape, l_low.shape)
+        return on_grid(feature_maps(self.detector, quantize(l_to_gray(l_low))), l_low.shape, l_low.shape)
 
     def _plan_instances(self, instances, photo):
         """Which objects get the instance network; the plan says "full" when none do, and why."""

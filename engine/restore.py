@@ -18,7 +18,7 @@ import os
 import numpy as np
 
 from . import TinctError
-from .color import lab_to_rgb
+from .color import l_to_gray
 from .runtime import WEIGHTS_DIR
 
 DEFAULT_RESTORE_MODEL = os.path.join(WEIGHTS_DIR, "tinct-restore.onnx")
@@ -61,7 +61,7 @@ def check_damage(damage, height, width, name="the damage mask"):
 
 def l_to_pixels(l, like):
     """Lightness (n, m) -> neutral gray pixels in the dtype and channels of `like` (a photo row block)."""
-    gray = lab_to_rgb(np.stack([l, np.zeros_like(l), np.zeros_like(l)], -1))[..., 0]
+    gray = l_to_gray(l)
     if like.dtype == np.uint8:
         gray = np.round(gray * 255).astype(np.uint8)
     elif like.dtype == np.uint16:

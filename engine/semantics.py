@@ -46,14 +46,6 @@ def feature_maps(detector, photo):
     return FeatureMaps({s: outs[n][0] for s, n in FEATURE_OUTPUTS.items()}, scale, offset)
 
 
-def l_to_gray(l):
-    """CIE L (0..100) -> the 8-bit gray of a black-and-white photo with that lightness."""
-    from .color import lab_to_srgb_int
-
-    lab_ab = np.zeros(l.shape + (2,), np.float32)
-    return lab_to_srgb_int(l.astype(np.float32), lab_ab)[..., 0].astype(np.uint8)
-
-
 def _bilinear_1d(coords, size):
     """Continuous cell coordinates -> (lower index, upper index, upper weight), clamped at the border."""
     c = np.clip(coords, 0.0, size - 1.0)

@@ -27,3 +27,9 @@ def test_gray_l_matches_rgb_l_and_lut_matches_formula():
     assert np.allclose(color.gray_to_l(g), color.rgb_to_l(np.stack([g, g, g], -1)), atol=1e-3)
     assert np.allclose(color.rgb_to_l(np.stack([g, g, g], -1)),
                        color.rgb_to_l(np.stack([g, g, g], -1).astype(np.float32) / 255), atol=1e-3)
+
+
+def test_l_to_gray_is_the_photo_gray():
+    """The inverse of gray_to_l: a black-and-white photo's 8-bit gray comes back exactly."""
+    gray = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    assert np.array_equal(color.quantize(color.l_to_gray(color.gray_to_l(gray))), gray)

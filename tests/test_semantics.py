@@ -9,7 +9,7 @@ import pytest
 
 from engine.detect import Detector
 from engine.semantics import (CELL, FEATURE_OUTPUTS, SEMANTIC_DIM, FeatureMaps, cell_centers, feature_maps,
-                              l_to_gray, on_grid, sample)
+                              on_grid, sample)
 from tests.helpers import VAL
 
 BUS = os.path.join(VAL, "coco_000000002006.jpg")
@@ -81,13 +81,6 @@ def test_training_crops_sample_where_they_came_from_and_flip_with_the_pixels():
         seen.add(step[0] > 0)
         assert np.allclose(s["semantic"][1, :, 0], s["semantic"][1, :, -1])  # rows do not depend on columns
     assert seen == {True, False}  # both plain and flipped crops
-
-
-def test_l_to_gray_is_the_photo_gray():
-    from engine.color import gray_to_l
-
-    gray = np.arange(256, dtype=np.uint8).reshape(16, 16)
-    assert np.array_equal(l_to_gray(gray_to_l(gray)), gray)
 
 
 @pytest.mark.skipif(not os.path.exists(BUS), reason="../shared/val is not here")
