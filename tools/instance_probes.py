@@ -25,9 +25,10 @@ from PIL import Image
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from engine.color import lab_to_rgb, rgb_to_lab  # noqa: E402
+from engine.color import lab_to_srgb_int, rgb_to_lab  # noqa: E402
 from engine.detect import Detector  # noqa: E402
 from engine.evaluate import center_crop  # noqa: E402
+from engine.evaluate import psnr as rgb_psnr  # noqa: E402
 from engine.hints import GLOBAL_DIM  # noqa: E402
 from engine.instance_aware import plan_auto  # noqa: E402
 from engine.train.instances import _crop_rgb, _usable  # noqa: E402
@@ -46,8 +47,8 @@ def auto_ab(net, l):
 
 
 def psnr(l, ab, truth):
-    out = np.round(lab_to_rgb(np.concatenate([l[..., None], ab], -1)) * 255)
-    return 10 * np.log10(255.0 ** 2 / np.mean((out - truth.astype(np.float64)) ** 2))
+    """PSNR of L + ab against the truth, in 8-bit RGB as `tinct eval` measures it."""
+    return rgb_psnr(lab_to_srgb_int(l, ab), truth)
 
 
 def resize_plane(a, w, h, box=None):
