@@ -50,6 +50,9 @@ Uses a CUDA GPU when torch sees one; the same command runs on CPU, only slower."
                    help="full stage's losses: joint (regression + distribution from the start; default, "
                         "measured better on a held-out part of the corpus, see the model card) or paper "
                         "(distribution first, then regression, as Zhang et al. 2017)")
+    t.add_argument("--loss", default="huber", choices=("huber", "rgb"),
+                   help="full stage's regression loss: huber on ab (default) or rgb, the squared error in "
+                        "8-bit sRGB, where `tinct eval` measures PSNR (favours the mean color over the median)")
     t.add_argument("--semantic", action="store_true",
                    help="full stage: also feed the offline detector's features (what it learned of objects from "
                         "COCO) to the network's bottleneck; the exported model then runs the detector too")
@@ -113,7 +116,8 @@ def run_train(args):
                          batch_size=args.batch_size, crop=args.crop, inst_size=args.inst_size, lr=args.lr,
                          seed=args.seed, limit=args.limit, box_cache=args.box_cache,
                          checkpoint_every=args.checkpoint_every, threads=args.threads,
-                         schedule=args.schedule, init=args.init, semantic=args.semantic, **fuse_layers_arg(args.fuse_layers))
+                         schedule=args.schedule, init=args.init, semantic=args.semantic, loss=args.loss,
+                         **fuse_layers_arg(args.fuse_layers))
     except (FileNotFoundError, ValueError) as exc:
         raise TinctError(str(exc))
     print("checkpoint: %s" % path)

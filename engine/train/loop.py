@@ -1,7 +1,9 @@
 """The training loop: resumable checkpoints, tqdm progress, CUDA when present.
 
-Loss: Huber regression on ab plus a cross-entropy on the 313-bin distribution
-(soft-encoded targets). Two schedules (`--schedule`):
+Loss: a regression on ab plus a cross-entropy on the 313-bin distribution
+(soft-encoded targets). The regression is Huber on ab (`--loss huber`, the default) or the
+squared error in 8-bit sRGB, the metric's own space (`--loss rgb`, engine/train/rgb_loss.py).
+Two schedules (`--schedule`):
 - joint (default): both losses from the first step. With our CPU budget every
   step then trains the output that PSNR measures, while the distribution head,
   needed for color suggestions, still learns alongside.
@@ -24,6 +26,7 @@ from ..gamut import ab_bins
 from ..models.colornet import ColorNet
 from ..models.config import CONFIGS
 from .data import BatchMaker, corpus_features, load_corpus
+from .rgb_loss import rgb_mse
 
 CHECKPOINT = "checkpoint.pt"
 WEIGHTS = "weights.pt"
@@ -57,13 +60,19 @@ def loss_weights(step, total, schedule="joint"):
     return 1.0, 0.5
 
 
-def compute_loss(model, batch, bins, dist_weight=0.5, huber_delta=5.0, reg_weight=1.0):
+LOSSES = ("huber", "rgb")
+
+
+def compute_loss(model, batch, bins, dist_weight=0.5, huber_delta=5.0, reg_weight=1.0, loss="huber"):
     ab_pred, logits = model(batch["l"], batch["hint_ab"], batch["hint_mask"], batch["global_hints"],
                             batch.get("hint_prop"), batch.get("semantic"))
-    reg = F.huber_loss(ab_pred, batch["ab"], delta=huber_delta) / huber_delta
+    if loss == "rgb":
+        reg = rgb_mse(batch["l"], ab_pred, batch["ab"])
+    else:
+        reg = F.huber_loss(ab_pred, batch["ab"], delta=huber_delta) / huber_delta
     target = soft_targets(F.avg_pool2d(batch["ab"], 4), bins)
     ce = -(target * F.log_softmax(logits, dim=1)).sum(1).mean()
-    return reg_weight * reg + dist_weight * ce, {"huber": reg.item(), "ce": ce.item()}
+    return reg_weight * reg + dist_weight * ce, {loss: reg.item(), "ce": ce.item()}
 
 
 def lr_at(step, total, base_lr, warmup=100):
@@ -75,8 +84,10 @@ def lr_at(step, total, base_lr, warmup=100):
 
 def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=128, lr=5e-4,
           seed=0, limit=None, checkpoint_every=100, threads=None, log=print, progress=True, schedule="joint",
-          init=None, semantic=False):
+          init=None, semantic=False, loss="huber"):
     """Train (or resume) a ColorNet; returns the path of the last checkpoint.
+
+    loss: the regression loss, "huber" (on ab) or "rgb" (squared error in sRGB, see rgb_loss).
 
     semantic: feed the detector's features to the bottleneck (engine/semantics.py); the
     checkpoint records it, and the exported model then takes them as an input.
@@ -134,8 +145,8 @@ def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=1
             group["lr"] = lr_at(step, steps, lr) * (1.0 if rewarm_from is None else min(1.0, (step - rewarm_from + 1) / 100.0))
         batch = {k: torch.from_numpy(v).to(device) for k, v in maker.batch(batch_size).items()}
         reg_w, dist_w = loss_weights(step, steps, schedule)
-        loss, parts = compute_loss(model, batch, bins, dist_weight=dist_w, reg_weight=reg_w)
-        optimizer_step(opt, loss, parts, history, bar)
+        total, parts = compute_loss(model, batch, bins, dist_weight=dist_w, reg_weight=reg_w, loss=loss)
+        optimizer_step(opt, total, parts, history, bar)
         step += 1
         if step % checkpoint_every == 0 or step == steps:
             save_checkpoint(ckpt_path, model, opt, step, maker, model_name, semantic)
