@@ -60,9 +60,6 @@ def loss_weights(step, total, schedule="joint"):
     return 1.0, 0.5
 
 
-LOSSES = ("huber", "rgb")
-
-
 def compute_loss(model, batch, bins, dist_weight=0.5, huber_delta=5.0, reg_weight=1.0, loss="huber"):
     ab_pred, logits = model(batch["l"], batch["hint_ab"], batch["hint_mask"], batch["global_hints"],
                             batch.get("hint_prop"), batch.get("semantic"))

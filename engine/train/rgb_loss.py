@@ -11,10 +11,8 @@ difference in 0-255 units.
 
 import torch
 
-from ..color import WHITE_D65, XYZ_TO_RGB
+from ..color import _EPS, _KAPPA, WHITE_D65, XYZ_TO_RGB
 
-_EPS = 216.0 / 24389.0
-_KAPPA = 24389.0 / 27.0
 # Lab f-space -> linear RGB, with the D65 white folded in (as engine.color.lab_to_linear)
 _XYZ_TO_LINEAR = torch.tensor(XYZ_TO_RGB * WHITE_D65[None, :], dtype=torch.float32)
 # scale that keeps this loss's gradients about as large as Huber's (delta 5) on typical errors
