@@ -11,7 +11,7 @@ from PIL import Image
 from engine import detect
 from engine.detect import (Detector, box_iou, boxes_from_masks, crop_hints, crop_resize, decode_level,
                            instance_inputs, letterbox, nms)
-from tests.helpers import VAL
+from tests.helpers import VAL, needs_val
 BUS = os.path.join(VAL, "coco_000000002006.jpg")
 # Hand-checked once on a 20-pixel grid drawn over the photo (384 x 288): the bus runs
 # from its rear edge at x 29 to its front at x 357, from its roof at y 48 to its wheels at y 253.
@@ -39,7 +39,7 @@ def test_graph_matches_the_documented_spec(detector):
         assert scores.min() >= 0.0 and scores.max() <= 1.0  # the graph applies the sigmoid itself
 
 
-@pytest.mark.skipif(not os.path.exists(BUS), reason="../shared/val is not here")
+@needs_val
 def test_box_lands_on_a_clear_object(detector):
     gray = _gray(BUS)
     det = detector.detect(gray)
@@ -54,7 +54,7 @@ def test_box_lands_on_a_clear_object(detector):
         assert d2.labels[0] == "bus" and box_iou(d2.boxes[:1], det.boxes[:1])[0, 0] > 0.95
 
 
-@pytest.mark.skipif(not os.path.exists(VAL), reason="../shared/val is not here")
+@needs_val
 def test_boxes_are_clipped_inside_the_image(detector):
     names = sorted(n for n in os.listdir(VAL) if n.startswith("coco_"))[:10]
     seen = 0

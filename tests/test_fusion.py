@@ -15,7 +15,7 @@ from engine.models.colornet import ColorNet  # noqa: E402
 from engine.models.config import CONFIGS  # noqa: E402
 from engine.models.fusion import (DEFAULT_LAYERS, FUSED_INPUTS, FUSED_LAYERS, FusionLayer,  # noqa: E402
                                   InstanceFusionNet, box_grid, export_fused_onnx, run_colornet)
-from tests.helpers import CORPUS  # noqa: E402
+from tests.helpers import CORPUS, need_data  # noqa: E402
 
 # two corpus photos (never val) with clear detector boxes: a giraffe; a person under an umbrella
 PHOTOS = ("coco_000000000025.jpg", "coco_000000000036.jpg")
@@ -173,8 +173,7 @@ def test_onnx_export_with_a_dynamic_slot_count_and_fewer_layers(net, tmp_path):
 
 @pytest.fixture(scope="module")
 def two_photos(tmp_path_factory):
-    if not all(os.path.exists(os.path.join(CORPUS, p)) for p in PHOTOS):
-        pytest.skip("../shared/corpus is not here")
+    need_data(CORPUS)
     d = tmp_path_factory.mktemp("corpus2")
     for name in PHOTOS:
         shutil.copy(os.path.join(CORPUS, name), d)

@@ -15,10 +15,9 @@ torch = pytest.importorskip("torch")
 from engine import TinctError  # noqa: E402
 from engine.instance_aware import FusedModel, crop_l  # noqa: E402
 from engine.pipeline import Colorizer  # noqa: E402
-from tests.helpers import VAL  # noqa: E402
+from tests.helpers import VAL, needs_val  # noqa: E402
 
 BUS = os.path.join(VAL, "coco_000000002006.jpg")  # a bus (hand-checked box in tests/test_detect.py)
-needs_val = pytest.mark.skipif(not os.path.exists(BUS), reason="../shared/val is not here")
 
 
 @pytest.fixture(scope="module")
@@ -229,7 +228,7 @@ def test_eval_reports_both_modes_and_the_multi_object_photos(models, tmp_path):
     d = tmp_path / "val"
     d.mkdir()
     for n in names:
-        os.symlink(os.path.join(VAL, n), d / n)
+        os.symlink(os.path.join(need_data(VAL), n), d / n)
     c = Colorizer(model_path=models[0], fused_model_path=models[1])
     res = run_eval(str(d), hint_counts=(0, 5), methods=("tinct",), colorizer=c, progress=False,
                    instances=("auto", "none"), sheet_rows=8)

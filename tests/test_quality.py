@@ -11,7 +11,7 @@ import pytest
 
 from engine.evaluate import run_eval
 from engine.pipeline import Colorizer
-from tests.helpers import VAL
+from tests.helpers import VAL, need_data
 
 # Measured on Kodak24 with the shipped model (see the model card), minus about 0.2 dB of slack.
 AUTO_OVER_GRAY_DB = 0.9  # measured +1.11 (23.14 vs 22.03 dB)
@@ -22,7 +22,7 @@ TEN_HINTS_OVER_LEVIN_DB = -0.25  # measured -0.04 (25.99 vs 26.03 dB); on all 15
 @pytest.fixture(scope="module")
 def kodak(tmp_path_factory):
     folder = tmp_path_factory.mktemp("kodak24")
-    names = sorted(n for n in os.listdir(VAL) if n.startswith("kodak_"))
+    names = sorted(n for n in os.listdir(need_data(VAL)) if n.startswith("kodak_"))
     assert len(names) == 24
     for n in names:
         os.symlink(os.path.join(VAL, n), str(folder / n))

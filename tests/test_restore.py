@@ -13,7 +13,7 @@ from engine.color import rgb_to_l
 from engine.damage import DamageSimulator
 from engine.models.pconv import PartialConv2d, PConvUNet
 from engine.restore import DEFAULT_RESTORE_MODEL, Restorer, damage_from_image, damaged_tiles, harmonic_fill
-from tests.helpers import CORPUS, EXAMPLES, val_photo
+from tests.helpers import CORPUS, EXAMPLES, need_data, val_photo
 from tests.test_cli import check_refused, tinct
 
 HOLES_OVER_HARMONIC_DB = 0.35  # measured +0.54 dB on these 12 photos (MODEL_CARD_RESTORE.md), minus slack
@@ -135,7 +135,7 @@ def test_shipped_network_beats_the_classical_fill_on_val_photos(restorer):
     from engine.evaluate_restore import run_eval_restore
     from tests.helpers import VAL
 
-    res = run_eval_restore(VAL, limit=12, restorer=restorer, progress=False)["methods"]
+    res = run_eval_restore(need_data(VAL), limit=12, restorer=restorer, progress=False)["methods"]
     assert res["tinct"]["holes"] > res["harmonic"]["holes"] + HOLES_OVER_HARMONIC_DB, res
     assert res["harmonic"]["holes"] > res["white"]["holes"] + 10, res
 
@@ -146,7 +146,7 @@ def test_tiny_training_run_resumes_and_exports_with_parity(tmp_path):
     from engine.train.restore import export_restore, load_restore_model, train_restore
 
     out = str(tmp_path / "run")
-    train_restore(CORPUS, out, steps=2, batch_size=2, crop=64, width=8, limit=3, progress=False, log=lambda *a: None)
+    train_restore(need_data(CORPUS), out, steps=2, batch_size=2, crop=64, width=8, limit=3, progress=False, log=lambda *a: None)
     ckpt = train_restore(CORPUS, out, steps=3, batch_size=2, crop=64, width=8, limit=3, progress=False,
                          log=lambda *a: None)
     model, state = load_restore_model(ckpt)

@@ -1,5 +1,5 @@
-"""The sRGB regression loss (`tinct train --loss rgb`): the same conversion as the pipeline's,
-so it measures what `tinct eval` measures, and a real tiny training run with it."""
+"""The sRGB regression loss (`tinct train --loss rgb`, or `huber+rgb`): the same conversion as
+the pipeline's, so it measures what `tinct eval` measures, and a real tiny training run with it."""
 
 import json
 import os
@@ -11,9 +11,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from engine.color import lab_to_rgb  # noqa: E402
-from engine.train.loop import train  # noqa: E402
+from engine.train.loop import compute_loss, train  # noqa: E402
 from engine.train.rgb_loss import RGB_SCALE, lab_to_srgb, rgb_mse  # noqa: E402
-from tests.helpers import CORPUS  # noqa: E402
+from tests.helpers import CORPUS, need_data  # noqa: E402
 
 
 def _lab(rng, shape):
@@ -64,7 +64,7 @@ def test_gradients_pull_the_prediction_toward_the_truth():
 def test_a_tiny_training_run_with_the_rgb_loss(tmp_path):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    for name in sorted(os.listdir(CORPUS))[:4]:
+    for name in sorted(os.listdir(need_data(CORPUS)))[:4]:
         shutil.copy(os.path.join(CORPUS, name), str(corpus))
     out = str(tmp_path / "run")
     train(str(corpus), out, steps=2, batch_size=2, crop=32, checkpoint_every=1, progress=False,
@@ -72,3 +72,23 @@ def test_a_tiny_training_run_with_the_rgb_loss(tmp_path):
     lines = [json.loads(line) for line in open(os.path.join(out, "log.jsonl"))]
     assert [entry["step"] for entry in lines] == [1, 2]
     assert all(np.isfinite(entry["rgb"]) and entry["rgb"] > 0 and "huber" not in entry for entry in lines)
+
+
+def test_huber_plus_rgb_is_the_sum_of_the_two_and_unknown_names_are_refused():
+    from engine.gamut import ab_bins
+    from engine.models.colornet import ColorNet
+    from engine.models.config import CONFIGS
+
+    torch.manual_seed(0)
+    model = ColorNet(CONFIGS["small"]).eval()
+    rng = np.random.default_rng(1)
+    lab = torch.from_numpy(_lab(rng, (2, 16, 16))).permute(0, 3, 1, 2)
+    batch = {"l": lab[:, :1], "ab": lab[:, 1:] * 0.5, "hint_ab": torch.zeros(2, 2, 16, 16),
+             "hint_mask": torch.zeros(2, 1, 16, 16), "global_hints": torch.zeros(2, 316)}
+    bins = torch.from_numpy(ab_bins())
+    with torch.no_grad():
+        parts = {name: compute_loss(model, batch, bins, loss=name)[1] for name in ("huber", "rgb", "huber+rgb")}
+    assert parts["huber+rgb"]["huber+rgb"] == pytest.approx(parts["huber"]["huber"] + parts["rgb"]["rgb"], rel=1e-5)
+    assert parts["huber+rgb"]["ce"] == pytest.approx(parts["huber"]["ce"])
+    with pytest.raises(ValueError, match="unknown regression loss"):
+        compute_loss(model, batch, bins, loss="l2")

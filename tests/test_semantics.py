@@ -10,7 +10,7 @@ import pytest
 from engine.detect import Detector
 from engine.semantics import (CELL, FEATURE_OUTPUTS, SEMANTIC_DIM, FeatureMaps, cell_centers, feature_maps,
                               on_grid, sample)
-from tests.helpers import VAL
+from tests.helpers import VAL, needs_val
 
 BUS = os.path.join(VAL, "coco_000000002006.jpg")
 
@@ -83,7 +83,7 @@ def test_training_crops_sample_where_they_came_from_and_flip_with_the_pixels():
     assert seen == {True, False}  # both plain and flipped crops
 
 
-@pytest.mark.skipif(not os.path.exists(BUS), reason="../shared/val is not here")
+@needs_val
 def test_features_tell_an_object_from_the_sky(detector):
     """The point of borrowing them: on a photo of a bus, cells on the bus are closer to each
     other than to cells of the background above it (features centered over the photo)."""

@@ -15,13 +15,13 @@ from engine.runtime import ModelRuntime  # noqa: E402
 from engine.train.data import BatchMaker, HintSimulator, load_corpus  # noqa: E402
 from engine.train.export import export_onnx  # noqa: E402
 from engine.train.loop import load_model, train  # noqa: E402
-from tests.helpers import CORPUS  # noqa: E402
+from tests.helpers import CORPUS, need_data  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def tiny_corpus(tmp_path_factory):
     d = tmp_path_factory.mktemp("corpus")
-    for name in sorted(os.listdir(CORPUS))[:6]:
+    for name in sorted(os.listdir(need_data(CORPUS)))[:6]:
         shutil.copy(os.path.join(CORPUS, name), d)
     return str(d)
 

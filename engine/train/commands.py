@@ -4,6 +4,7 @@ import argparse
 import os
 
 from .. import TinctError
+from .options import LOSSES, SCHEDULES
 
 DEFAULT_CORPUS = os.path.join("..", "shared", "corpus")
 
@@ -14,8 +15,9 @@ def register(sub):
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train Tinct's network on a folder of color photos. Training resumes from OUT/checkpoint.pt "
                     "when it exists, so you can stop (Ctrl-C) and carry on later with the same command.",
-        epilog="""The shipped weights came from (the exact history is in engine/weights/MODEL_CARD.md):
-  tinct train --corpus ../shared/corpus --out runs/small --model small --steps 5000 --lr 1e-3
+        epilog="""The shipped weights' recipe (10,400 steps; the exact history, with layers added part-way,
+is in engine/weights/MODEL_CARD.md):
+  tinct train --corpus ../shared/corpus --out runs/small --model small --steps 10400 --lr 1e-3
   tinct export runs/small/checkpoint.pt -o engine/weights/tinct-small.onnx
 Carry on from the shipped weights (more steps, another machine):
   tinct train --out runs/more --init tools/checkpoints/tinct-small.pt --steps 8000
@@ -46,13 +48,14 @@ Uses a CUDA GPU when torch sees one; the same command runs on CPU, only slower."
     t.add_argument("--limit", type=int, help="use only the first N photos (for quick checks)")
     t.add_argument("--threads", type=int, help="CPU threads for torch")
     t.add_argument("--checkpoint-every", type=int, default=100)
-    t.add_argument("--schedule", default="joint", choices=("joint", "paper"),
+    t.add_argument("--schedule", default="joint", choices=SCHEDULES,
                    help="full stage's losses: joint (regression + distribution from the start; default, "
                         "measured better on a held-out part of the corpus, see the model card) or paper "
                         "(distribution first, then regression, as Zhang et al. 2017)")
-    t.add_argument("--loss", default="huber", choices=("huber", "rgb"),
-                   help="full stage's regression loss: huber on ab (default) or rgb, the squared error in "
-                        "8-bit sRGB, where `tinct eval` measures PSNR (favours the mean color over the median)")
+    t.add_argument("--loss", default="huber", choices=LOSSES,
+                   help="full stage's regression loss: huber on ab (default); rgb, the squared error in "
+                        "8-bit sRGB, where `tinct eval` measures PSNR (favours the mean color over the median); "
+                        "or huber+rgb, their sum")
     t.add_argument("--semantic", action="store_true",
                    help="full stage: also feed the offline detector's features (what it learned of objects from "
                         "COCO) to the network's bottleneck; the exported model then runs the detector too")

@@ -26,6 +26,7 @@ from ..gamut import ab_bins
 from ..models.colornet import ColorNet
 from ..models.config import CONFIGS
 from .data import BatchMaker, corpus_features, load_corpus
+from .options import LOSSES, SCHEDULES
 from .rgb_loss import rgb_mse
 
 CHECKPOINT = "checkpoint.pt"
@@ -50,11 +51,10 @@ def soft_targets(ab, bins, sigma=5.0, k=5):
     return out.reshape(n, h, w, -1).permute(0, 3, 1, 2)
 
 
-SCHEDULES = ("joint", "paper")
-
-
 def loss_weights(step, total, schedule="joint"):
     """(regression weight, distribution weight) at this step."""
+    if schedule not in SCHEDULES:
+        raise ValueError("unknown loss schedule %r: %s" % (schedule, " or ".join(SCHEDULES)))
     if schedule == "paper" and step < total // 2:
         return 0.0, 1.0
     return 1.0, 0.5
@@ -63,10 +63,13 @@ def loss_weights(step, total, schedule="joint"):
 def compute_loss(model, batch, bins, dist_weight=0.5, huber_delta=5.0, reg_weight=1.0, loss="huber"):
     ab_pred, logits = model(batch["l"], batch["hint_ab"], batch["hint_mask"], batch["global_hints"],
                             batch.get("hint_prop"), batch.get("semantic"))
-    if loss == "rgb":
-        reg = rgb_mse(batch["l"], ab_pred, batch["ab"])
-    else:
-        reg = F.huber_loss(ab_pred, batch["ab"], delta=huber_delta) / huber_delta
+    if loss not in LOSSES:
+        raise ValueError("unknown regression loss %r: %s" % (loss, ", ".join(LOSSES)))
+    reg = 0.0
+    if loss in ("huber", "huber+rgb"):
+        reg = reg + F.huber_loss(ab_pred, batch["ab"], delta=huber_delta) / huber_delta
+    if loss in ("rgb", "huber+rgb"):
+        reg = reg + rgb_mse(batch["l"], ab_pred, batch["ab"])
     target = soft_targets(F.avg_pool2d(batch["ab"], 4), bins)
     ce = -(target * F.log_softmax(logits, dim=1)).sum(1).mean()
     return reg_weight * reg + dist_weight * ce, {loss: reg.item(), "ce": ce.item()}
@@ -84,7 +87,8 @@ def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=1
           init=None, semantic=False, loss="huber"):
     """Train (or resume) a ColorNet; returns the path of the last checkpoint.
 
-    loss: the regression loss, "huber" (on ab) or "rgb" (squared error in sRGB, see rgb_loss).
+    loss: the regression loss, "huber" (on ab), "rgb" (squared error in sRGB, see rgb_loss), or
+    "huber+rgb", their sum (Huber keeps ab where the gamut clip would hide it from the sRGB term).
 
     semantic: feed the detector's features to the bottleneck (engine/semantics.py); the
     checkpoint records it, and the exported model then takes them as an input.
