@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from engine.color import lab_to_rgb  # noqa: E402
-from engine.train.loop import compute_loss, train  # noqa: E402
+from engine.train.loop import compute_loss, loss_weights, train  # noqa: E402
 from engine.train.rgb_loss import RGB_SCALE, lab_to_srgb, rgb_mse  # noqa: E402
 from tests.helpers import CORPUS, need_data  # noqa: E402
 
@@ -92,3 +92,5 @@ def test_huber_plus_rgb_is_the_sum_of_the_two_and_unknown_names_are_refused():
     assert parts["huber+rgb"]["ce"] == pytest.approx(parts["huber"]["ce"])
     with pytest.raises(ValueError, match="unknown regression loss"):
         compute_loss(model, batch, bins, loss="l2")
+    with pytest.raises(ValueError, match="unknown loss schedule"):
+        loss_weights(0, 10, "warmup")
