@@ -228,7 +228,7 @@ def test_eval_reports_both_modes_and_the_multi_object_photos(models, tmp_path):
     d = tmp_path / "val"
     d.mkdir()
     for n in names:
-        os.symlink(os.path.join(need_data(VAL), n), d / n)
+        os.symlink(os.path.join(VAL, n), d / n)
     c = Colorizer(model_path=models[0], fused_model_path=models[1])
     res = run_eval(str(d), hint_counts=(0, 5), methods=("tinct",), colorizer=c, progress=False,
                    instances=("auto", "none"), sheet_rows=8)
