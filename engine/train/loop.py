@@ -88,7 +88,7 @@ def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=1
     """Train (or resume) a ColorNet; returns the path of the last checkpoint.
 
     loss: the regression loss, "huber" (on ab), "rgb" (squared error in sRGB, see rgb_loss), or
-    "huber+rgb", their sum (Huber keeps ab where the gamut clip would hide it from the sRGB term).
+    "huber+rgb", their sum (Huber anchors ab where the sRGB term is blind: colors that clip alike).
 
     semantic: feed the detector's features to the bottleneck (engine/semantics.py); the
     checkpoint records it, and the exported model then takes them as an input.
