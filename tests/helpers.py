@@ -1,6 +1,7 @@
 """Shared test helpers: paths to real photos and tiny image makers."""
 
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -14,15 +15,27 @@ EXAMPLES = os.path.join(ROOT, "examples")
 REQUIRE_DATA = os.environ.get("TINCT_REQUIRE_DATA") == "1"
 
 
+def _skips(folder):
+    """A test needing `folder` skips when it is not beside this checkout, except under CI's flag."""
+    return not REQUIRE_DATA and not os.path.isdir(folder)
+
+
 def need_data(folder):
     """Skip the calling test when `folder` (../shared/val or corpus) is not beside this checkout,
     so a bare clone still runs everything else; under TINCT_REQUIRE_DATA=1 (CI) do not skip."""
-    if not REQUIRE_DATA and not os.path.isdir(folder):
+    if _skips(folder):
         pytest.skip("%s is not here (the photos beside the checkout)" % os.path.relpath(folder, ROOT))
     return folder
 
 
-needs_val = pytest.mark.skipif(not REQUIRE_DATA and not os.path.isdir(VAL), reason="../shared/val is not here")
+needs_val = pytest.mark.skipif(_skips(VAL), reason="../shared/val is not here")
+
+
+def copy_corpus(dest, count):
+    """The first `count` corpus photos copied into `dest` (a tiny training set); returns dest as str."""
+    for name in sorted(os.listdir(need_data(CORPUS)))[:count]:
+        shutil.copy(os.path.join(CORPUS, name), str(dest))
+    return str(dest)
 
 
 def val_photo(name="kodak_kodim23.png"):

@@ -3,7 +3,6 @@ the pipeline's, so it measures what `tinct eval` measures, and a real tiny train
 
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ torch = pytest.importorskip("torch")
 from engine.color import lab_to_rgb  # noqa: E402
 from engine.train.loop import compute_loss, loss_weights, train  # noqa: E402
 from engine.train.rgb_loss import RGB_SCALE, lab_to_srgb, rgb_mse  # noqa: E402
-from tests.helpers import CORPUS, need_data  # noqa: E402
+from tests.helpers import copy_corpus  # noqa: E402
 
 
 def _lab(rng, shape):
@@ -64,10 +63,8 @@ def test_gradients_pull_the_prediction_toward_the_truth():
 def test_a_tiny_training_run_with_the_rgb_loss(tmp_path):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    for name in sorted(os.listdir(need_data(CORPUS)))[:4]:
-        shutil.copy(os.path.join(CORPUS, name), str(corpus))
     out = str(tmp_path / "run")
-    train(str(corpus), out, steps=2, batch_size=2, crop=32, checkpoint_every=1, progress=False,
+    train(copy_corpus(corpus, 4), out, steps=2, batch_size=2, crop=32, checkpoint_every=1, progress=False,
           log=lambda m: None, loss="rgb")
     lines = [json.loads(line) for line in open(os.path.join(out, "log.jsonl"))]
     assert [entry["step"] for entry in lines] == [1, 2]

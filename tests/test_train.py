@@ -3,7 +3,6 @@ ONNX export, and parity of the ONNX file with the torch network."""
 
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -15,15 +14,12 @@ from engine.runtime import ModelRuntime  # noqa: E402
 from engine.train.data import BatchMaker, HintSimulator, load_corpus  # noqa: E402
 from engine.train.export import export_onnx  # noqa: E402
 from engine.train.loop import load_model, train  # noqa: E402
-from tests.helpers import CORPUS, need_data  # noqa: E402
+from tests.helpers import copy_corpus  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def tiny_corpus(tmp_path_factory):
-    d = tmp_path_factory.mktemp("corpus")
-    for name in sorted(os.listdir(need_data(CORPUS)))[:6]:
-        shutil.copy(os.path.join(CORPUS, name), d)
-    return str(d)
+    return copy_corpus(tmp_path_factory.mktemp("corpus"), 6)
 
 
 @pytest.fixture(scope="module")

@@ -65,10 +65,11 @@ def compute_loss(model, batch, bins, dist_weight=0.5, huber_delta=5.0, reg_weigh
                             batch.get("hint_prop"), batch.get("semantic"))
     if loss not in LOSSES:
         raise ValueError("unknown regression loss %r: %s" % (loss, ", ".join(LOSSES)))
+    terms = loss.split("+")
     reg = 0.0
-    if loss in ("huber", "huber+rgb"):
+    if "huber" in terms:
         reg = reg + F.huber_loss(ab_pred, batch["ab"], delta=huber_delta) / huber_delta
-    if loss in ("rgb", "huber+rgb"):
+    if "rgb" in terms:
         reg = reg + rgb_mse(batch["l"], ab_pred, batch["ab"])
     target = soft_targets(F.avg_pool2d(batch["ab"], 4), bins)
     ce = -(target * F.log_softmax(logits, dim=1)).sum(1).mean()
