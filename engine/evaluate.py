@@ -103,14 +103,16 @@ def run_eval(folder, hint_counts=DEFAULT_HINTS, limit=None, methods=METHODS, col
              size=CROP, progress=True, instances=None, sheet_rows=0):
     """Mean PSNR per method and number of hints: {"methods": {m: {n: dB}}, "photos": k, ...}.
 
+    folder: a folder of photos, or a list of photo paths (training's held-out photos).
+
     instances: None (the pipeline's default mode) or a list of modes ("auto", "none"): each
     becomes its own row, and the results are also split by the number of objects the
     detector finds on each crop ("groups": two or more / fewer). sheet_rows: keep up to this
     many multi-object photos' automatic results per mode (0 hints) for `instance_sheet`.
     """
-    paths = list_images(folder)
+    paths = list(folder) if isinstance(folder, (list, tuple)) else list_images(folder)
     if not paths:
-        raise TinctError("%s: no images to evaluate" % folder)
+        raise TinctError("%s: no images to evaluate" % (folder or "an empty list"))
     if limit:
         paths = paths[:limit]
     if ("tinct" in methods or instances) and colorizer is None:
@@ -145,7 +147,7 @@ def run_eval(folder, hint_counts=DEFAULT_HINTS, limit=None, methods=METHODS, col
                     renders[mode] = out
         if instances and objects[-1] >= 2 and len(sheet) < sheet_rows and renders:
             sheet.append((os.path.basename(path), objects[-1], renders, truth))
-    results = {"photos": len(paths), "folder": folder, "hints": list(hint_counts),
+    results = {"photos": len(paths), "folder": folder if isinstance(folder, str) else None, "hints": list(hint_counts),
                "methods": {r: {n: float(np.mean(v)) for n, v in d.items()} for r, d in scores.items()},
                "per_photo": {r: {n: [round(x, 3) for x in v] for n, v in d.items()} for r, d in scores.items()},
                "files": [os.path.basename(p) for p in paths]}

@@ -133,13 +133,15 @@ class ColorResult:
 class Colorizer:
     """Loads the model once; colorizes any number of photos."""
 
-    def __init__(self, model_path=None, device="auto", threads=None, fused_model_path=None):
+    def __init__(self, model_path=None, device="auto", threads=None, fused_model_path=None, runtime=None):
+        """runtime: an already-loaded network with ModelRuntime's interface instead of model_path
+        (training scores its held-out photos through the product's pipeline with one)."""
         from .instance_aware import default_fused_path
 
         self.model_path = model_path
         self.device_request = device
         self.threads = threads
-        self._runtime = None
+        self._runtime = runtime
         # the instance-aware model (full + instance networks + fusion), when installed or given
         self.fused_model_path = fused_model_path or default_fused_path(model_path)
         self._fused = None

@@ -19,6 +19,9 @@ def register(sub):
 is in engine/weights/MODEL_CARD.md):
   tinct train --corpus ../shared/corpus --out runs/small --model small --steps 10400 --lr 1e-3
   tinct export runs/small/checkpoint.pt -o engine/weights/tinct-small.onnx
+A new run that finds its own best step on 150 photos it never trains on (OUT/best.pt):
+  tinct train --out runs/scratch --holdout 150 --crop 224 --batch-size 6 --steps 20000
+  tinct export runs/scratch/best.pt -o runs/scratch/tinct-small.onnx
 Carry on from the shipped weights (more steps, another machine):
   tinct train --out runs/more --init tools/checkpoints/tinct-small.pt --steps 8000
 Instance-aware stages (instance, then fusion) start from that checkpoint; the exact commands
@@ -59,6 +62,13 @@ Uses a CUDA GPU when torch sees one; the same command runs on CPU, only slower."
     t.add_argument("--semantic", action="store_true",
                    help="full stage: also feed the offline detector's features (what it learned of objects from "
                         "COCO) to the network's bottleneck; the exported model then runs the detector too")
+    t.add_argument("--holdout", type=int, default=0, metavar="N",
+                   help="full stage: keep N corpus photos (chosen by a hash of their names, so every run keeps "
+                        "the same) out of training, score them as `tinct eval` does (0 and 10 hints) every "
+                        "--eval-every steps, and keep the best weights in OUT/best.pt; finds where a run "
+                        "stops improving on photos it has not seen (default 0: train on all)")
+    t.add_argument("--eval-every", type=int, default=500, metavar="STEPS",
+                   help="steps between held-out scores (a multiple of --checkpoint-every; default %(default)s)")
     t.add_argument("--init", metavar="WEIGHTS.pt",
                    help="full stage: when OUT has no checkpoint yet, start from these weights (the weights.pt "
                         "written beside each checkpoint, e.g. tools/checkpoints/tinct-small.pt) and carry on "
@@ -109,6 +119,12 @@ def run_train(args):
     _need_torch()
     if args.crop % 8:
         raise TinctError("--crop must be a multiple of 8")
+    if args.holdout < 0:
+        raise TinctError("--holdout must be 0 or more photos")
+    if args.holdout and args.stage != "full":
+        raise TinctError("--holdout scores the full network; the %s stage does not take it" % args.stage)
+    if args.eval_every <= 0 or args.eval_every % args.checkpoint_every:
+        raise TinctError("--eval-every must be a positive multiple of --checkpoint-every (%d)" % args.checkpoint_every)
     if not os.path.isdir(args.corpus):
         raise TinctError("%s: training folder not found" % args.corpus)
     from .instances import run_stage
@@ -120,7 +136,7 @@ def run_train(args):
                          seed=args.seed, limit=args.limit, box_cache=args.box_cache,
                          checkpoint_every=args.checkpoint_every, threads=args.threads,
                          schedule=args.schedule, init=args.init, semantic=args.semantic, loss=args.loss,
-                         **fuse_layers_arg(args.fuse_layers))
+                         holdout=args.holdout, eval_every=args.eval_every, **fuse_layers_arg(args.fuse_layers))
     except (FileNotFoundError, ValueError) as exc:
         raise TinctError(str(exc))
     print("checkpoint: %s" % path)

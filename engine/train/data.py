@@ -23,11 +23,20 @@ def list_images(folder):
     return sorted(p for p in glob.glob(os.path.join(folder, "*")) if p.lower().endswith(IMAGE_EXTS))
 
 
-def load_corpus(folder, limit=None, min_side=None):
-    """Decode the training photos once into RGB uint8 arrays."""
+def corpus_paths(folder, limit=None):
+    """The training photos of a folder (the first `limit` of them when given)."""
     paths = list_images(folder)[:limit] if limit else list_images(folder)
     if not paths:
         raise FileNotFoundError("no training images in %s" % folder)
+    return paths
+
+
+def load_corpus(folder, limit=None):
+    """Decode the training photos once into RGB uint8 arrays."""
+    return load_images(corpus_paths(folder, limit))
+
+
+def load_images(paths):
     images = []
     for p in paths:
         with Image.open(p) as im:

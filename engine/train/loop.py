@@ -25,7 +25,8 @@ from torch.nn import functional as F
 from ..gamut import ab_bins
 from ..models.colornet import ColorNet
 from ..models.config import CONFIGS
-from .data import BatchMaker, corpus_features, load_corpus
+from .data import BatchMaker, corpus_features, corpus_paths, load_images
+from .holdout import BEST, heldout_scores, save_best, selection_score, split_paths
 from .options import LOSSES, SCHEDULES
 from .rgb_loss import rgb_mse
 
@@ -85,8 +86,12 @@ def lr_at(step, total, base_lr, warmup=100):
 
 def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=128, lr=5e-4,
           seed=0, limit=None, checkpoint_every=100, threads=None, log=print, progress=True, schedule="joint",
-          init=None, semantic=False, loss="huber"):
+          init=None, semantic=False, loss="huber", holdout=0, eval_every=500):
     """Train (or resume) a ColorNet; returns the path of the last checkpoint.
+
+    holdout: keep this many corpus photos out of training and score them every `eval_every`
+    steps with `tinct eval`'s protocol (engine/train/holdout.py); OUT/best.pt keeps the best
+    weights so far, and OUT/log.jsonl the scores.
 
     loss: the regression loss, "huber" (on ab), "rgb" (squared error in sRGB, see rgb_loss), or
     "huber+rgb", their sum (Huber anchors ab where the sRGB term is blind: colors that clip alike).
@@ -107,7 +112,8 @@ def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=1
     step = 0
     rewarm_from = None  # a fresh Adam on a trained network ramps its rate up again
     ckpt_path = os.path.join(out_dir, CHECKPOINT)
-    images = load_corpus(corpus, limit=limit)
+    train_paths, held_out = split_paths(corpus_paths(corpus, limit), holdout)
+    images = load_images(train_paths)
     maker = BatchMaker(images, crop=crop, seed=seed,
                        semantics=corpus_features(images, progress=progress) if semantic else None)
     if os.path.exists(ckpt_path):
@@ -116,6 +122,9 @@ def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=1
             raise ValueError("checkpoint in %s is a %r model, not %r" % (out_dir, state["model_name"], model_name))
         if bool(state.get("semantic")) != bool(semantic):  # a run carries on as it started
             raise ValueError(_semantic_mismatch("checkpoint in %s" % out_dir, semantic))
+        if state.get("holdout", 0) != holdout:  # else held-out photos would leak into training
+            raise ValueError("checkpoint in %s was trained with --holdout %d; resume it with the same"
+                             % (out_dir, state.get("holdout", 0)))
         if load_weights(model, state["model"]):
             opt.load_state_dict(state["optimizer"])
         else:
@@ -133,6 +142,9 @@ def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=1
         load_weights(model, state["model"])
         step = rewarm_from = state["step"]
         log("started from the weights of step %d (%s)" % (step, init))
+        if holdout and state.get("holdout", 0) != holdout:
+            log("warning: the run behind %s did not hold out the same photos, so the held-out scores "
+                "flatter it (it trained on them)" % init)
     bins = torch.from_numpy(ab_bins()).to(device)
     model.train()
     bar = None
@@ -151,12 +163,33 @@ def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=1
         optimizer_step(opt, total, parts, history, bar)
         step += 1
         if step % checkpoint_every == 0 or step == steps:
-            save_checkpoint(ckpt_path, model, opt, step, maker, model_name, semantic)
-            log_losses(out_dir, step, started, device, history)
+            save_checkpoint(ckpt_path, model, opt, step, maker, model_name, semantic, holdout)
+            scores = {}
+            if held_out and (step % eval_every == 0 or step == steps):
+                scores = score_heldout(model, device, held_out, out_dir, step, log, semantic)
+            log_losses(out_dir, step, started, device, history,
+                       **{"heldout_%d" % n: round(v, 3) for n, v in scores.items()})
             history = []
     if bar:
         bar.close()
     return ckpt_path
+
+
+def score_heldout(model, device, paths, out_dir, step, log, semantic=False):
+    """Score the held-out photos now; keep these weights as OUT/best.pt when they are the best yet."""
+    scores = heldout_scores(model, device, paths, semantic=semantic)
+    best_path = os.path.join(out_dir, BEST)
+    best = None
+    if os.path.exists(best_path):
+        best = selection_score(torch.load(best_path, map_location="cpu", weights_only=False)["heldout"])
+    now = selection_score(scores)
+    if best is None or now > best:
+        save_best(best_path, torch.load(os.path.join(out_dir, WEIGHTS), map_location="cpu", weights_only=False),
+                  step, scores)
+    log("step %d held-out PSNR %s (best %.2f dB%s)" % (
+        step, ", ".join("%d hints %.2f dB" % (n, v) for n, v in scores.items()), max(now, best or now),
+        ", new" if best is None or now > best else ""))
+    return scores
 
 
 def _semantic_mismatch(where, semantic):
@@ -164,11 +197,11 @@ def _semantic_mismatch(where, semantic):
             % (where, "without" if semantic else "with", "drop" if semantic else "add"))
 
 
-def save_checkpoint(path, model, opt, step, maker, model_name, semantic=False):
+def save_checkpoint(path, model, opt, step, maker, model_name, semantic=False, holdout=0):
     """Write atomically so an interrupted run never leaves a broken checkpoint; the weights alone
     go beside it (WEIGHTS) for `--init` elsewhere."""
     weights = {"model": model.state_dict(), "step": step, "model_name": model_name,
-               "config": CONFIGS[model_name].to_dict(), "semantic": semantic}
+               "config": CONFIGS[model_name].to_dict(), "semantic": semantic, "holdout": holdout}
     save_atomic(dict(weights, optimizer=opt.state_dict(), rng=maker.rng.bit_generator.state), path)
     save_atomic(weights, os.path.join(os.path.dirname(path), WEIGHTS))
 
