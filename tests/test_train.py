@@ -227,3 +227,33 @@ def test_a_run_with_the_detectors_features_exports_a_model_that_takes_them(tiny_
     photo = np.random.default_rng(2).integers(0, 255, (50, 70), np.uint8)
     result = colorizer.colorize(photo, instances="none")
     assert result.ab.shape == (50, 70, 2) and np.isfinite(result.ab).all()
+
+
+def test_parallel_batches_are_the_numbered_batches_whatever_the_workers(tiny_corpus):
+    """--workers: batch k comes from (seed, k) alone, so 1 or 2 worker processes and a resume at
+    step k all see the batches a single process would make."""
+    from engine.train.data import ParallelBatches, numbered_batch
+
+    images = load_corpus(tiny_corpus)
+    serial = [numbered_batch(BatchMaker(images, crop=32, seed=5), k, 3) for k in range(4, 8)]
+    for workers in (1, 2):
+        stream = ParallelBatches(BatchMaker(images, crop=32, seed=5), 3, workers, start=4)
+        try:
+            made = [stream.next() for _ in range(4)]
+        finally:
+            stream.close()
+        for a, b in zip(serial, made):
+            assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    assert not np.array_equal(serial[0]["l"], serial[1]["l"])
+
+
+def test_a_run_with_workers_trains_the_same_whatever_their_number(tiny_corpus, tmp_path):
+    """(and not on the in-process stream: the workers did make its batches)"""
+    weights = []
+    for workers in (1, 2, 0):
+        out = str(tmp_path / ("w%d" % workers))
+        train(tiny_corpus, out, steps=2, batch_size=2, crop=32, checkpoint_every=2, workers=workers,
+              progress=False, log=lambda m: None)
+        weights.append(load_model(os.path.join(out, "checkpoint.pt"))[0].state_dict())
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])

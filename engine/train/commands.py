@@ -69,6 +69,10 @@ Uses a CUDA GPU when torch sees one; the same command runs on CPU, only slower."
                         "stops improving on photos it has not seen (default 0: train on all)")
     t.add_argument("--eval-every", type=int, default=500, metavar="STEPS",
                    help="steps between held-out scores (a multiple of --checkpoint-every; default %(default)s)")
+    t.add_argument("--workers", type=int, default=0, metavar="N",
+                   help="full stage: make batches ahead in N processes (crops and hint propagation are CPU "
+                        "work a GPU outruns: give it most of the machine's cores; default 0: in the training "
+                        "process)")
     t.add_argument("--init", metavar="WEIGHTS.pt",
                    help="full stage: when OUT has no checkpoint yet, start from these weights (the weights.pt "
                         "written beside each checkpoint, e.g. tools/checkpoints/tinct-small.pt) and carry on "
@@ -123,7 +127,9 @@ def run_train(args):
         raise TinctError("--holdout must be 0 or more photos")
     if args.holdout and args.stage != "full":
         raise TinctError("--holdout scores the full network; the %s stage does not take it" % args.stage)
-    if args.eval_every <= 0 or args.eval_every % args.checkpoint_every:
+    if args.workers < 0 or (args.workers and args.stage != "full"):
+        raise TinctError("--workers must be 0 or more, and only the full stage takes it")
+    if args.holdout and (args.eval_every <= 0 or args.eval_every % args.checkpoint_every):
         raise TinctError("--eval-every must be a positive multiple of --checkpoint-every (%d)" % args.checkpoint_every)
     if not os.path.isdir(args.corpus):
         raise TinctError("%s: training folder not found" % args.corpus)
@@ -136,7 +142,8 @@ def run_train(args):
                          seed=args.seed, limit=args.limit, box_cache=args.box_cache,
                          checkpoint_every=args.checkpoint_every, threads=args.threads,
                          schedule=args.schedule, init=args.init, semantic=args.semantic, loss=args.loss,
-                         holdout=args.holdout, eval_every=args.eval_every, **fuse_layers_arg(args.fuse_layers))
+                         holdout=args.holdout, eval_every=args.eval_every, workers=args.workers,
+                         **fuse_layers_arg(args.fuse_layers))
     except (FileNotFoundError, ValueError) as exc:
         raise TinctError(str(exc))
     print("checkpoint: %s" % path)

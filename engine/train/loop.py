@@ -25,7 +25,7 @@ from torch.nn import functional as F
 from ..gamut import ab_bins
 from ..models.colornet import ColorNet
 from ..models.config import CONFIGS
-from .data import BatchMaker, corpus_features, corpus_paths, load_images
+from .data import BatchMaker, ParallelBatches, corpus_features, corpus_paths, load_images
 from .holdout import BEST, heldout_scores, save_best, selection_score, split_paths
 from .options import LOSSES, SCHEDULES
 from .rgb_loss import rgb_mse
@@ -86,12 +86,15 @@ def lr_at(step, total, base_lr, warmup=100):
 
 def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=128, lr=5e-4,
           seed=0, limit=None, checkpoint_every=100, threads=None, log=print, progress=True, schedule="joint",
-          init=None, semantic=False, loss="huber", holdout=0, eval_every=500):
+          init=None, semantic=False, loss="huber", holdout=0, eval_every=500, workers=0):
     """Train (or resume) a ColorNet; returns the path of the last checkpoint.
 
     holdout: keep this many corpus photos out of training and score them every `eval_every`
     steps with `tinct eval`'s protocol (engine/train/holdout.py); OUT/best.pt keeps the best
     weights so far, and OUT/log.jsonl the scores.
+
+    workers: make batches ahead in this many processes (data.ParallelBatches), for a GPU or
+    spare cores; batch k then depends on (seed, k) only, whatever the number of workers.
 
     loss: the regression loss, "huber" (on ab), "rgb" (squared error in sRGB, see rgb_loss), or
     "huber+rgb", their sum (Huber anchors ab where the sRGB term is blind: colors that clip alike).
@@ -154,24 +157,31 @@ def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=1
         bar = tqdm(total=steps, initial=step, desc="train %s" % model_name, unit="step")
     history = []
     started = time.time()
-    while step < steps:
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, steps, lr) * (1.0 if rewarm_from is None else min(1.0, (step - rewarm_from + 1) / 100.0))
-        batch = {k: torch.from_numpy(v).to(device) for k, v in maker.batch(batch_size).items()}
-        reg_w, dist_w = loss_weights(step, steps, schedule)
-        total, parts = compute_loss(model, batch, bins, dist_weight=dist_w, reg_weight=reg_w, loss=loss)
-        optimizer_step(opt, total, parts, history, bar)
-        step += 1
-        if step % checkpoint_every == 0 or step == steps:
-            save_checkpoint(ckpt_path, model, opt, step, maker, model_name, semantic, holdout)
-            scores = {}
-            if held_out and (step % eval_every == 0 or step == steps):
-                scores = score_heldout(model, device, held_out, out_dir, step, log, semantic)
-            log_losses(out_dir, step, started, device, history,
-                       **{"heldout_%d" % n: round(v, 3) for n, v in scores.items()})
-            history = []
-    if bar:
-        bar.close()
+    stream = ParallelBatches(maker, batch_size, workers, start=step) if workers else None
+    try:
+        while step < steps:
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, steps, lr) * (
+                    1.0 if rewarm_from is None else min(1.0, (step - rewarm_from + 1) / 100.0))
+            raw = stream.next() if stream else maker.batch(batch_size)
+            batch = {k: torch.from_numpy(v).to(device) for k, v in raw.items()}
+            reg_w, dist_w = loss_weights(step, steps, schedule)
+            total, parts = compute_loss(model, batch, bins, dist_weight=dist_w, reg_weight=reg_w, loss=loss)
+            optimizer_step(opt, total, parts, history, bar)
+            step += 1
+            if step % checkpoint_every == 0 or step == steps:
+                save_checkpoint(ckpt_path, model, opt, step, maker, model_name, semantic, holdout)
+                scores = {}
+                if held_out and (step % eval_every == 0 or step == steps):
+                    scores = score_heldout(model, device, held_out, out_dir, step, log, semantic)
+                log_losses(out_dir, step, started, device, history,
+                           **{"heldout_%d" % n: round(v, 3) for n, v in scores.items()})
+                history = []
+    finally:
+        if stream:
+            stream.close()
+        if bar:
+            bar.close()
     return ckpt_path
 
 
