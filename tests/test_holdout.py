@@ -17,12 +17,7 @@ from engine.train import loop  # noqa: E402
 from engine.train.data import list_images  # noqa: E402
 from engine.train.export import export_onnx  # noqa: E402
 from engine.train.holdout import BEST, selection_score, split_paths  # noqa: E402
-from tests.helpers import ROOT, copy_corpus  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def tiny_corpus(tmp_path_factory):
-    return copy_corpus(tmp_path_factory.mktemp("corpus"), 6)
+from tests.helpers import ROOT  # noqa: E402
 
 
 @pytest.fixture(scope="module")

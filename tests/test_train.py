@@ -14,12 +14,6 @@ from engine.runtime import ModelRuntime  # noqa: E402
 from engine.train.data import BatchMaker, HintSimulator, load_corpus  # noqa: E402
 from engine.train.export import export_onnx  # noqa: E402
 from engine.train.loop import load_model, train  # noqa: E402
-from tests.helpers import copy_corpus  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def tiny_corpus(tmp_path_factory):
-    return copy_corpus(tmp_path_factory.mktemp("corpus"), 6)
 
 
 @pytest.fixture(scope="module")
