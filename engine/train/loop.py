@@ -170,10 +170,10 @@ def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=1
             optimizer_step(opt, total, parts, history, bar)
             step += 1
             if step % checkpoint_every == 0 or step == steps:
-                save_checkpoint(ckpt_path, model, opt, step, maker, model_name, semantic, holdout)
+                weights = save_checkpoint(ckpt_path, model, opt, step, maker, model_name, semantic, holdout)
                 scores = {}
                 if held_out and (step % eval_every == 0 or step == steps):
-                    scores = score_heldout(model, device, held_out, out_dir, step, log, semantic)
+                    scores = score_heldout(model, weights, device, held_out, out_dir, step, log, semantic)
                 log_losses(out_dir, step, started, device, history,
                            **{"heldout_%d" % n: round(v, 3) for n, v in scores.items()})
                 history = []
@@ -185,20 +185,21 @@ def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=1
     return ckpt_path
 
 
-def score_heldout(model, device, paths, out_dir, step, log, semantic=False):
-    """Score the held-out photos now; keep these weights as OUT/best.pt when they are the best yet."""
+def score_heldout(model, weights, device, paths, out_dir, step, log, semantic=False):
+    """Score the held-out photos now; keep `weights` (the model's, as just checkpointed) as
+    OUT/best.pt when they are the best yet."""
     scores = heldout_scores(model, device, paths, semantic=semantic)
     best_path = os.path.join(out_dir, BEST)
     best = None
     if os.path.exists(best_path):
         best = selection_score(torch.load(best_path, map_location="cpu", weights_only=False)["heldout"])
     now = selection_score(scores)
-    if best is None or now > best:
-        save_best(best_path, torch.load(os.path.join(out_dir, WEIGHTS), map_location="cpu", weights_only=False),
-                  step, scores)
+    improved = best is None or now > best
+    if improved:
+        save_best(best_path, weights, step, scores)
     log("step %d held-out PSNR %s (best %.2f dB%s)" % (
-        step, ", ".join("%d hints %.2f dB" % (n, v) for n, v in scores.items()), max(now, best or now),
-        ", new" if best is None or now > best else ""))
+        step, ", ".join("%d hints %.2f dB" % (n, v) for n, v in scores.items()), now if improved else best,
+        ", new" if improved else ""))
     return scores
 
 
@@ -209,11 +210,12 @@ def _semantic_mismatch(where, semantic):
 
 def save_checkpoint(path, model, opt, step, maker, model_name, semantic=False, holdout=0):
     """Write atomically so an interrupted run never leaves a broken checkpoint; the weights alone
-    go beside it (WEIGHTS) for `--init` elsewhere."""
+    go beside it (WEIGHTS) for `--init` elsewhere. Returns them."""
     weights = {"model": model.state_dict(), "step": step, "model_name": model_name,
                "config": CONFIGS[model_name].to_dict(), "semantic": semantic, "holdout": holdout}
     save_atomic(dict(weights, optimizer=opt.state_dict(), rng=maker.rng.bit_generator.state), path)
     save_atomic(weights, os.path.join(os.path.dirname(path), WEIGHTS))
+    return weights
 
 
 def optimizer_step(opt, loss, parts, history, bar=None):
