@@ -3,6 +3,8 @@ exposed outputs, where they are sampled for a photo and for a training crop, and
 network branch that takes them."""
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,7 +12,7 @@ import pytest
 from engine.detect import Detector
 from engine.semantics import (CELL, FEATURE_OUTPUTS, SEMANTIC_DIM, FeatureMaps, cell_centers, feature_maps,
                               on_grid, sample)
-from tests.helpers import VAL, needs_val
+from tests.helpers import ROOT, VAL, needs_val
 
 BUS = os.path.join(VAL, "coco_000000002006.jpg")
 
@@ -117,3 +119,31 @@ def test_the_semantic_branch_starts_as_a_no_op():
         plain, _ = model(*args)
         fed, _ = model(*args, None, torch.randn(1, SEMANTIC_DIM, 4, 4))
     assert torch.equal(plain, fed)
+
+
+def test_semantic_dropout_acts_in_training_only():
+    """--semantic-dropout zeroes features while training; an exported (eval-mode) network sees them all."""
+    torch = pytest.importorskip("torch")
+    from engine.models.colornet import SemanticIn
+
+    torch.manual_seed(0)
+    branch = SemanticIn(SEMANTIC_DIM, 8)
+    branch.net[-1].weight.data.normal_(0, 1.0)  # make the branch count
+    features = torch.randn(2, SEMANTIC_DIM, 4, 4)
+    branch.eval()
+    with torch.no_grad():
+        clean = branch(features)
+        branch.dropout.p = 0.5
+        assert torch.equal(branch(features), clean)  # eval: no dropout
+        branch.train()
+        first, second = branch(features), branch(features)
+    assert not torch.allclose(first, second)  # a fresh draw each time
+    assert not torch.allclose(first, branch.eval()(features).detach())
+
+
+def test_semantic_dropout_needs_the_features(tiny_corpus, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "engine", "train", "--corpus", tiny_corpus, "--out", str(tmp_path),
+                           "--semantic-dropout", "0.5"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert "--semantic-dropout" in proc.stderr and "Traceback" not in proc.stderr
+    assert not os.listdir(str(tmp_path))

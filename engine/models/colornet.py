@@ -116,9 +116,12 @@ class SemanticIn(nn.Module):
         self.net = nn.Sequential(nn.BatchNorm2d(cin), nn.Conv2d(cin, cout, 1), nn.ReLU(True), nn.Conv2d(cout, cout, 1))
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
+        # off unless training asks (--semantic-dropout): the features are a fingerprint of each
+        # corpus photo, and dropping some of them in training makes memorizing it harder
+        self.dropout = nn.Dropout(0.0)
 
     def forward(self, semantic):
-        return self.net(semantic)
+        return self.net[1:](self.dropout(self.net[0](semantic)))
 
 
 class ColorNet(nn.Module):

@@ -62,6 +62,10 @@ Uses a CUDA GPU when torch sees one; the same command runs on CPU, only slower."
     t.add_argument("--semantic", action="store_true",
                    help="full stage: also feed the offline detector's features (what it learned of objects from "
                         "COCO) to the network's bottleneck; the exported model then runs the detector too")
+    t.add_argument("--semantic-dropout", type=float, default=0.0, metavar="P",
+                   help="with --semantic: zero this share of the detector's features in each training sample "
+                        "(0 to 1; default 0), so the network cannot learn each corpus photo by its features "
+                        "alone; inference always uses them all")
     t.add_argument("--holdout", type=int, default=0, metavar="N",
                    help="full stage: keep N corpus photos (chosen by a hash of their names, so every run keeps "
                         "the same) out of training, score them as `tinct eval` does (0 and 10 hints) every "
@@ -131,6 +135,8 @@ def run_train(args):
         raise TinctError("--workers must be 0 or more, and only the full stage takes it")
     if args.holdout and (args.eval_every <= 0 or args.eval_every % args.checkpoint_every):
         raise TinctError("--eval-every must be a positive multiple of --checkpoint-every (%d)" % args.checkpoint_every)
+    if not 0.0 <= args.semantic_dropout < 1.0 or (args.semantic_dropout and not args.semantic):
+        raise TinctError("--semantic-dropout must be at least 0 and below 1, and needs --semantic")
     if not os.path.isdir(args.corpus):
         raise TinctError("%s: training folder not found" % args.corpus)
     from .instances import run_stage
@@ -143,6 +149,7 @@ def run_train(args):
                          checkpoint_every=args.checkpoint_every, threads=args.threads,
                          schedule=args.schedule, init=args.init, semantic=args.semantic, loss=args.loss,
                          holdout=args.holdout, eval_every=args.eval_every, workers=args.workers,
+                         semantic_dropout=args.semantic_dropout,
                          **fuse_layers_arg(args.fuse_layers))
     except (FileNotFoundError, ValueError) as exc:
         raise TinctError(str(exc))

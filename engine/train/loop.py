@@ -86,7 +86,8 @@ def lr_at(step, total, base_lr, warmup=100):
 
 def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=128, lr=5e-4,
           seed=0, limit=None, checkpoint_every=100, threads=None, log=print, progress=True, schedule="joint",
-          init=None, semantic=False, loss="huber", holdout=0, eval_every=500, workers=0):
+          init=None, semantic=False, loss="huber", holdout=0, eval_every=500, workers=0,
+          semantic_dropout=0.0):
     """Train (or resume) a ColorNet; returns the path of the last checkpoint.
 
     holdout: keep this many corpus photos out of training and score them every `eval_every`
@@ -101,6 +102,7 @@ def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=1
 
     semantic: feed the detector's features to the bottleneck (engine/semantics.py); the
     checkpoint records it, and the exported model then takes them as an input.
+    semantic_dropout: the share of those features zeroed in each training sample (not at inference).
 
     init: a weights file (WEIGHTS, written beside every checkpoint) to start from when out_dir has
     no checkpoint yet; training carries on from its step with a fresh optimizer, so a run can move
@@ -111,6 +113,9 @@ def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=1
     device = pick_device()
     torch.manual_seed(seed)
     model = ColorNet(CONFIGS[model_name]).to(device)
+    if semantic_dropout and not semantic:
+        raise ValueError("semantic_dropout drops the detector's features; it needs --semantic")
+    model.semantic_in.dropout.p = semantic_dropout
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.99))
     step = 0
     rewarm_from = None  # a fresh Adam on a trained network ramps its rate up again
