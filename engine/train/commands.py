@@ -135,8 +135,6 @@ def run_train(args):
         raise TinctError("--workers must be 0 or more, and only the full stage takes it")
     if args.holdout and (args.eval_every <= 0 or args.eval_every % args.checkpoint_every):
         raise TinctError("--eval-every must be a positive multiple of --checkpoint-every (%d)" % args.checkpoint_every)
-    if not 0.0 <= args.semantic_dropout < 1.0 or (args.semantic_dropout and not args.semantic):
-        raise TinctError("--semantic-dropout must be at least 0 and below 1, and needs --semantic")
     if not os.path.isdir(args.corpus):
         raise TinctError("%s: training folder not found" % args.corpus)
     from .instances import run_stage

@@ -107,14 +107,14 @@ def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=1
     init: a weights file (WEIGHTS, written beside every checkpoint) to start from when out_dir has
     no checkpoint yet; training carries on from its step with a fresh optimizer, so a run can move
     to another machine (or session) with a few MB instead of the whole checkpoint."""
+    if not 0.0 <= semantic_dropout < 1.0 or (semantic_dropout and not semantic):
+        raise ValueError("--semantic-dropout must be at least 0 and below 1, and needs --semantic")
     if threads:
         torch.set_num_threads(threads)
     os.makedirs(out_dir, exist_ok=True)
     device = pick_device()
     torch.manual_seed(seed)
     model = ColorNet(CONFIGS[model_name]).to(device)
-    if semantic_dropout and not semantic:
-        raise ValueError("semantic_dropout drops the detector's features; it needs --semantic")
     model.semantic_in.dropout.p = semantic_dropout
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.99))
     step = 0
