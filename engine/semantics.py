@@ -20,6 +20,14 @@ from .detect import INPUT_SIZE, letterbox, normalize
 FEATURE_OUTPUTS = {8: "semantic_s8", 32: "semantic_s32"}  # stride -> detector output
 SEMANTIC_DIM = 256  # 128 channels per stride
 CELL = 8  # the colorization network's bottleneck cell, in its input pixels
+STRIDES = tuple(sorted(FEATURE_OUTPUTS))  # the order of their channels in sample()'s output
+
+
+def stride_channels(stride):
+    """The channels of one stride's features in sample()'s output, as a slice."""
+    per = SEMANTIC_DIM // len(STRIDES)
+    i = STRIDES.index(stride)
+    return slice(i * per, (i + 1) * per)
 
 
 @dataclass
@@ -59,7 +67,7 @@ def sample(features, ys, xs):
     coordinates (pixel i covers [i, i + 1)) -> (SEMANTIC_DIM, len(ys), len(xs)) float32."""
     out = []
     ox, oy = features.offset
-    for stride in sorted(FEATURE_OUTPUTS):
+    for stride in STRIDES:
         fmap = features.maps[stride]
         size = fmap.shape[-1]
         y0, y1, wy = _bilinear_1d((np.asarray(ys) * features.scale + oy) / stride - 0.5, size)

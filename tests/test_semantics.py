@@ -147,3 +147,47 @@ def test_semantic_dropout_needs_the_features(tiny_corpus, tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "--semantic-dropout" in proc.stderr and "Traceback" not in proc.stderr
     assert not os.listdir(str(tmp_path))
+
+
+def test_semantic_strides_train_on_the_kept_features_only():
+    """--semantic-strides 8: the stride-32 features get no weight, before and after training
+    steps, so the network's output does not move when only they change."""
+    torch = pytest.importorskip("torch")
+    from engine.models.colornet import SemanticIn
+    from engine.semantics import stride_channels
+
+    torch.manual_seed(0)
+    branch = SemanticIn(SEMANTIC_DIM, 8)
+    branch.net[1].weight.data.normal_(0, 1.0)  # as if trained on both strides before
+    branch.net[-1].weight.data.normal_(0, 1.0)
+    branch.keep_strides((8,))
+    opt = torch.optim.Adam(branch.parameters(), lr=0.1)
+    features = torch.randn(4, SEMANTIC_DIM, 4, 4)
+    for _ in range(3):
+        opt.zero_grad()
+        (branch(features) - 1.0).square().mean().backward()
+        opt.step()
+    weight = branch.net[1].weight.detach()
+    assert weight[:, stride_channels(32)].abs().max() == 0
+    assert weight[:, stride_channels(8)].abs().max() > 0
+    branch.eval()
+    moved = features.clone()
+    moved[:, stride_channels(32)] += 5.0
+    moved_s8 = features.clone()
+    moved_s8[:, stride_channels(8)] += 5.0
+    with torch.no_grad():
+        assert torch.allclose(branch(features), branch(moved), atol=1e-6)
+        assert not torch.allclose(branch(features), branch(moved_s8), atol=1e-3)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--semantic-strides", "8"], "needs --semantic"),
+    (["--semantic", "--semantic-strides", "16"], "--semantic-strides takes"),
+    (["--semantic", "--semantic-strides", "eight"], "expected strides"),
+])
+def test_semantic_strides_refused_clearly(tiny_corpus, tmp_path, extra, message):
+    proc = subprocess.run([sys.executable, "-m", "engine", "train", "--corpus", tiny_corpus, "--out", str(tmp_path),
+                           "--steps", "1"] + extra, cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert not os.listdir(str(tmp_path))

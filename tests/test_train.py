@@ -198,6 +198,10 @@ def test_a_run_with_the_detectors_features_exports_a_model_that_takes_them(tiny_
     assert state["semantic"] is True
     with pytest.raises(ValueError, match="trained with the detector.s features; add --semantic"):
         train(tiny_corpus, out, steps=3, batch_size=2, crop=32, progress=False, log=lambda m: None)
+    assert state["semantic_strides"] == (8, 32)
+    with pytest.raises(ValueError, match="resume it with the same --semantic-strides"):
+        train(tiny_corpus, out, steps=3, batch_size=2, crop=32, progress=False, log=lambda m: None, semantic=True,
+              semantic_strides=(8,))
     from engine.train.instances import run_stage
 
     with pytest.raises(ValueError, match="do not feed the detector's features"):  # not built for them yet

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from ..gamut import NUM_BINS
 from ..hints import GLOBAL_DIM
-from ..semantics import SEMANTIC_DIM
+from ..semantics import SEMANTIC_DIM, STRIDES, stride_channels
 from .config import CONFIGS, NetConfig
 
 AB_SCALE = 110.0
@@ -119,6 +119,21 @@ class SemanticIn(nn.Module):
         # off unless training asks (--semantic-dropout): the features are a fingerprint of each
         # corpus photo, and dropping some of them in training makes memorizing it harder
         self.dropout = nn.Dropout(0.0)
+
+    def keep_strides(self, strides):
+        """Learn from these strides' features only (--semantic-strides): the first conv's weights
+        on the others are zeroed and held at zero (their gradient too), so the checkpoint and
+        the exported model ignore them while the network's inputs stay the same."""
+        unknown = set(strides) - set(STRIDES)
+        if unknown or not strides:
+            raise ValueError("--semantic-strides takes some of %s, got %s"
+                             % (",".join(map(str, STRIDES)), ",".join(map(str, strides))))
+        mask = torch.ones_like(self.net[1].weight)
+        for stride in set(STRIDES) - set(strides):
+            mask[:, stride_channels(stride)] = 0
+        with torch.no_grad():
+            self.net[1].weight.mul_(mask)
+        self.net[1].weight.register_hook(lambda grad: grad * mask)
 
     def forward(self, semantic):
         return self.net[1:](self.dropout(self.net[0](semantic)))

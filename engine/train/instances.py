@@ -404,7 +404,7 @@ def run_stage(stage, corpus, out_dir, full_checkpoint=None, instance_checkpoint=
               steps=2000, batch_size=16, crop=128, inst_size=None, lr=None, seed=0, limit=None, box_cache=None,
               checkpoint_every=100, threads=None, layers=DEFAULT_LAYERS, log=print, progress=True,
               schedule="joint", init=None, semantic=False, loss="huber", holdout=0, eval_every=500, workers=0,
-              semantic_dropout=0.0):
+              semantic_dropout=0.0, semantic_strides=None):
     """`tinct train --stage full|instance|fusion`. Returns the checkpoint path.
 
     full:     the core loop (engine.train.loop.train); `full_checkpoint` is ignored.
@@ -421,7 +421,7 @@ def run_stage(stage, corpus, out_dir, full_checkpoint=None, instance_checkpoint=
                      lr=lr or 5e-4, seed=seed, limit=limit, checkpoint_every=checkpoint_every, threads=threads,
                      log=log, progress=progress, schedule=schedule, init=init, semantic=semantic,
                      loss=loss, holdout=holdout, eval_every=eval_every, workers=workers,
-                     semantic_dropout=semantic_dropout)
+                     semantic_dropout=semantic_dropout, semantic_strides=semantic_strides)
     if not full_checkpoint or not os.path.exists(full_checkpoint):
         raise FileNotFoundError("stage %s needs the full network's checkpoint (--full-checkpoint), got %r"
                                 % (stage, full_checkpoint))

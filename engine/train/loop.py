@@ -25,6 +25,7 @@ from torch.nn import functional as F
 from ..gamut import ab_bins
 from ..models.colornet import ColorNet
 from ..models.config import CONFIGS
+from ..semantics import STRIDES
 from .data import BatchMaker, ParallelBatches, corpus_features, corpus_paths, load_images
 from .holdout import BEST, heldout_scores, save_best, selection_score, split_paths
 from .options import LOSSES, SCHEDULES
@@ -87,7 +88,7 @@ def lr_at(step, total, base_lr, warmup=100):
 def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=128, lr=5e-4,
           seed=0, limit=None, checkpoint_every=100, threads=None, log=print, progress=True, schedule="joint",
           init=None, semantic=False, loss="huber", holdout=0, eval_every=500, workers=0,
-          semantic_dropout=0.0):
+          semantic_dropout=0.0, semantic_strides=None):
     """Train (or resume) a ColorNet; returns the path of the last checkpoint.
 
     holdout: keep this many corpus photos out of training and score them every `eval_every`
@@ -103,12 +104,17 @@ def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=1
     semantic: feed the detector's features to the bottleneck (engine/semantics.py); the
     checkpoint records it, and the exported model then takes them as an input.
     semantic_dropout: the share of those features zeroed in each training sample (not at inference).
+    semantic_strides: learn from only these strides of them (e.g. (8,): local features, without
+    the stride-32 ones that see the whole scene); None: all.
 
     init: a weights file (WEIGHTS, written beside every checkpoint) to start from when out_dir has
     no checkpoint yet; training carries on from its step with a fresh optimizer, so a run can move
     to another machine (or session) with a few MB instead of the whole checkpoint."""
     if not 0.0 <= semantic_dropout < 1.0 or (semantic_dropout and not semantic):
         raise ValueError("--semantic-dropout must be at least 0 and below 1, and needs --semantic")
+    if semantic_strides and not semantic:
+        raise ValueError("--semantic-strides needs --semantic")
+    strides = tuple(sorted(semantic_strides or STRIDES)) if semantic else None
     if threads:
         torch.set_num_threads(threads)
     os.makedirs(out_dir, exist_ok=True)
@@ -116,6 +122,8 @@ def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=1
     torch.manual_seed(seed)
     model = ColorNet(CONFIGS[model_name]).to(device)
     model.semantic_in.dropout.p = semantic_dropout
+    if semantic:
+        model.semantic_in.keep_strides(strides)
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.99))
     step = 0
     rewarm_from = None  # a fresh Adam on a trained network ramps its rate up again
@@ -130,6 +138,9 @@ def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=1
             raise ValueError("checkpoint in %s is a %r model, not %r" % (out_dir, state["model_name"], model_name))
         if bool(state.get("semantic")) != bool(semantic):  # a run carries on as it started
             raise ValueError(_semantic_mismatch("checkpoint in %s" % out_dir, semantic))
+        if semantic and tuple(state.get("semantic_strides") or STRIDES) != strides:
+            raise ValueError("checkpoint in %s learned from the features of strides %s; resume it with the same "
+                             "--semantic-strides" % (out_dir, ",".join(map(str, state.get("semantic_strides") or STRIDES))))
         if state.get("holdout", 0) != holdout:  # else held-out photos would leak into training
             raise ValueError("checkpoint in %s was trained with --holdout %d; resume it with the same"
                              % (out_dir, state.get("holdout", 0)))
@@ -175,7 +186,7 @@ def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=1
             optimizer_step(opt, total, parts, history, bar)
             step += 1
             if step % checkpoint_every == 0 or step == steps:
-                weights = save_checkpoint(ckpt_path, model, opt, step, maker, model_name, semantic, holdout)
+                weights = save_checkpoint(ckpt_path, model, opt, step, maker, model_name, semantic, holdout, strides)
                 scores = {}
                 if held_out and (step % eval_every == 0 or step == steps):
                     scores = score_heldout(model, weights, device, held_out, out_dir, step, log, semantic)
@@ -213,11 +224,12 @@ def _semantic_mismatch(where, semantic):
             % (where, "without" if semantic else "with", "drop" if semantic else "add"))
 
 
-def save_checkpoint(path, model, opt, step, maker, model_name, semantic=False, holdout=0):
+def save_checkpoint(path, model, opt, step, maker, model_name, semantic=False, holdout=0, semantic_strides=None):
     """Write atomically so an interrupted run never leaves a broken checkpoint; the weights alone
     go beside it (WEIGHTS) for `--init` elsewhere. Returns them."""
     weights = {"model": model.state_dict(), "step": step, "model_name": model_name,
-               "config": CONFIGS[model_name].to_dict(), "semantic": semantic, "holdout": holdout}
+               "config": CONFIGS[model_name].to_dict(), "semantic": semantic, "holdout": holdout,
+               "semantic_strides": semantic_strides}
     save_atomic(dict(weights, optimizer=opt.state_dict(), rng=maker.rng.bit_generator.state), path)
     save_atomic(weights, os.path.join(os.path.dirname(path), WEIGHTS))
     return weights
