@@ -141,14 +141,6 @@ def test_semantic_dropout_acts_in_training_only():
     assert not torch.allclose(first, branch.eval()(features).detach())
 
 
-def test_semantic_dropout_needs_the_features(tiny_corpus, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "engine", "train", "--corpus", tiny_corpus, "--out", str(tmp_path),
-                           "--semantic-dropout", "0.5"], cwd=ROOT, capture_output=True, text=True)
-    assert proc.returncode == 2, proc.stderr
-    assert "--semantic-dropout" in proc.stderr and "Traceback" not in proc.stderr
-    assert not os.listdir(str(tmp_path))
-
-
 def test_semantic_strides_train_on_the_kept_features_only():
     """--semantic-strides 8: the stride-32 features get no weight, before and after training
     steps, so the network's output does not move when only they change."""
@@ -181,11 +173,12 @@ def test_semantic_strides_train_on_the_kept_features_only():
 
 
 @pytest.mark.parametrize("extra, message", [
+    (["--semantic-dropout", "0.5"], "--semantic-dropout"),
     (["--semantic-strides", "8"], "needs --semantic"),
     (["--semantic", "--semantic-strides", "16"], "--semantic-strides takes"),
     (["--semantic", "--semantic-strides", "eight"], "expected strides"),
 ])
-def test_semantic_strides_refused_clearly(tiny_corpus, tmp_path, extra, message):
+def test_semantic_options_refused_clearly(tiny_corpus, tmp_path, extra, message):
     proc = subprocess.run([sys.executable, "-m", "engine", "train", "--corpus", tiny_corpus, "--out", str(tmp_path),
                            "--steps", "1"] + extra, cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2, proc.stderr

@@ -138,9 +138,10 @@ def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=1
             raise ValueError("checkpoint in %s is a %r model, not %r" % (out_dir, state["model_name"], model_name))
         if bool(state.get("semantic")) != bool(semantic):  # a run carries on as it started
             raise ValueError(_semantic_mismatch("checkpoint in %s" % out_dir, semantic))
-        if semantic and tuple(state.get("semantic_strides") or STRIDES) != strides:
+        trained_strides = tuple(state.get("semantic_strides") or STRIDES)  # older checkpoints: all of them
+        if semantic and trained_strides != strides:
             raise ValueError("checkpoint in %s learned from the features of strides %s; resume it with the same "
-                             "--semantic-strides" % (out_dir, ",".join(map(str, state.get("semantic_strides") or STRIDES))))
+                             "--semantic-strides" % (out_dir, ",".join(map(str, trained_strides))))
         if state.get("holdout", 0) != holdout:  # else held-out photos would leak into training
             raise ValueError("checkpoint in %s was trained with --holdout %d; resume it with the same"
                              % (out_dir, state.get("holdout", 0)))
