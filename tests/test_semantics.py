@@ -179,8 +179,9 @@ def test_semantic_strides_train_on_the_kept_features_only():
     (["--semantic", "--semantic-strides", "eight"], "expected strides"),
 ])
 def test_semantic_options_refused_clearly(tiny_corpus, tmp_path, extra, message):
-    proc = subprocess.run([sys.executable, "-m", "engine", "train", "--corpus", tiny_corpus, "--out", str(tmp_path),
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "engine", "train", "--corpus", tiny_corpus, "--out", str(out),
                            "--steps", "1"] + extra, cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr
-    assert not os.listdir(str(tmp_path))
+    assert not out.exists()  # refused before the output folder is made

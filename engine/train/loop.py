@@ -117,13 +117,13 @@ def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=1
     strides = tuple(sorted(semantic_strides or STRIDES)) if semantic else None
     if threads:
         torch.set_num_threads(threads)
-    os.makedirs(out_dir, exist_ok=True)
     device = pick_device()
     torch.manual_seed(seed)
     model = ColorNet(CONFIGS[model_name]).to(device)
     model.semantic_in.dropout.p = semantic_dropout
     if semantic:
-        model.semantic_in.keep_strides(strides)
+        model.semantic_in.keep_strides(strides)  # refuses unknown strides before anything is written
+    os.makedirs(out_dir, exist_ok=True)
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.99))
     step = 0
     rewarm_from = None  # a fresh Adam on a trained network ramps its rate up again
