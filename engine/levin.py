@@ -9,6 +9,9 @@ model-free `--method levin`, and, at half the network's resolution, as the
 network's own view of how the user's hints spread (`propagate_hints`).
 """
 
+import threading
+from collections import OrderedDict
+
 import numpy as np
 
 from . import TinctError
@@ -28,9 +31,9 @@ def _require_scipy():
     return sp, spla
 
 
-def affinity_system(l, hint_mask):
-    """The sparse matrix of Levin's constraints for lightness l (H, W) in 0..100."""
-    sp, _ = _require_scipy()
+def _neighbour_entries(l):
+    """Levin's weights for lightness l (H, W) in 0..100 as (rows, cols, -weight) over every pixel's
+    in-image 3x3 neighbours. They depend on L alone: a photo's hint edits reuse them (_Photo)."""
     h, w = l.shape
     y = (l / 100.0).astype(np.float64)
     pad = np.pad(y, 1, mode="edge")
@@ -49,17 +52,27 @@ def affinity_system(l, hint_mask):
     sigma2 = np.maximum(sigma2, _MIN_SIGMA2)
     wts = np.where(valid, np.exp(-sqdiff / sigma2[None]), 0.0)
     wts /= np.maximum(wts.sum(0, keepdims=True), 1e-12)
-    free = ~hint_mask.astype(bool)
     idx = np.arange(h * w).reshape(h, w)
-    rows, cols, vals = [idx.ravel()], [idx.ravel()], [np.ones(h * w)]
-    for k, (dy, dx) in enumerate(offsets):
-        m = valid[k] & free
-        r = idx[m]
-        c = idx[m] + dy * w + dx
-        rows.append(r)
-        cols.append(c)
-        vals.append(-wts[k][m])
-    return sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(h * w, h * w))
+    rows = [idx[valid[k]] for k in range(len(offsets))]
+    cols = [r + dy * w + dx for r, (dy, dx) in zip(rows, offsets)]
+    vals = [-wts[k][valid[k]] for k in range(len(offsets))]
+    return np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
+
+
+def _assemble(entries, free, diag):
+    """Levin's matrix: `diag` on the diagonal, the neighbour weights on the free (unhinted) rows."""
+    sp, _ = _require_scipy()
+    rows, cols, vals = entries
+    keep = free[rows]
+    n = free.size
+    return sp.csc_matrix((np.concatenate([diag, vals[keep]]),
+                          (np.concatenate([np.arange(n), rows[keep]]), np.concatenate([np.arange(n), cols[keep]]))),
+                         shape=(n, n))
+
+
+def affinity_system(l, hint_mask):
+    """The sparse matrix of Levin's constraints for lightness l (H, W) in 0..100."""
+    return _assemble(_neighbour_entries(l), ~np.asarray(hint_mask, bool).ravel(), np.ones(l.size))
 
 
 def levin_colorize(l, hint_ab, hint_mask):
@@ -84,19 +97,121 @@ def _solve_ab(system, hint_ab, hint_mask):
 
 
 REACH_LEAK = 1e-3  # per coarse cell: a hint's reach fades over some 30 cells of flat lightness
+_MAX_CHANGED = 40  # hint cells changed since the last factorization past which refactorizing is cheaper
+_CHUNK = 4  # right-hand sides per SuperLU solve: past about 5 at once it slows down sharply (measured)
+_FACTOR_OPTIONS = dict(permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options=dict(SymmetricMode=True))
+# ^ the rows are diagonally dominant, so no pivoting is needed, and the symmetric pattern's ordering
+#   leaves a third fewer factor entries than COLAMD: faster to factorize and to solve
 
 
-def _solve_reach(system, mask, leak):
-    """How strongly each pixel is tied to some hint through similar lightness, 1 on hints, in [0, 1].
+class _Photo:
+    """Levin's systems on one coarse L, kept between hint edits of the same photo.
 
-    Levin's system for an indicator that leaks a little at every unhinted pixel: it stays
-    high across a region a dot sits in and drops at the edge around it, where plain
-    propagation would carry the dot's color on for lack of any other constraint.
+    The neighbour weights depend on L alone; a hint only turns its cells' rows into identity rows.
+    So the two factorizations (ab, and the leaky reach) made for one hint set serve the next as well:
+    the r cells whose hint status changed are a rank-r change of each matrix (Woodbury), costing r
+    extra solves instead of two factorizations, and a changed color costs nothing but the solves.
     """
-    sp, spla = _require_scipy()
-    leaky = system + sp.diags(leak * (~mask).ravel().astype(np.float64))
-    reach = spla.splu(leaky.tocsc(), permc_spec="COLAMD").solve(mask.ravel().astype(np.float64))
-    return np.clip(reach, 0.0, 1.0).reshape(mask.shape).astype(np.float32)
+
+    def __init__(self, lc):
+        sp, _ = _require_scipy()
+        self.entries = _neighbour_entries(lc)
+        rows, cols, vals = self.entries
+        self.neighbours = sp.csr_matrix((vals, (rows, cols)), shape=(lc.size, lc.size))
+        self.lock = threading.Lock()
+        self.hinted = None  # the hint cells the factorizations are for
+        self.lus = None  # (ab system, reach system)
+
+    def solve(self, ab, hinted):
+        """Coarse ab (n, 2) and reach (n,) for hint cells `hinted` (n,) with colors ab (n, 2)."""
+        rhs = (np.where(hinted[:, None], ab, 0.0), hinted[:, None].astype(np.float64))
+        with self.lock:
+            if self.hinted is None or np.count_nonzero(hinted != self.hinted) > _MAX_CHANGED:
+                self._factorize(hinted)
+            out = self._solve(hinted, rhs)
+            if out is None:  # the update lost accuracy (a near-singular change): start afresh
+                self._factorize(hinted)
+                out = self._solve(hinted, rhs)  # no change left to update: a plain solve
+        return out[0], np.clip(out[1][:, 0], 0.0, 1.0)
+
+    def nbytes(self):
+        """Memory held, about: the factorizations dominate (a value and an index per entry)."""
+        lus = self.lus
+        return 12 * (self.neighbours.nnz + (sum(lu.nnz for lu in lus) if lus else 0))
+
+    def _factorize(self, hinted):
+        _, spla = _require_scipy()
+        free = ~hinted
+        self.lus = tuple(spla.splu(_assemble(self.entries, free, 1.0 + leak * free), **_FACTOR_OPTIONS)
+                         for leak in (0.0, REACH_LEAK))
+        self.hinted = hinted.copy()
+
+    def _solve(self, hinted, rhs):
+        """Both systems for `hinted` from the factorizations for self.hinted; None when an update
+        is inaccurate (its residual checked: the capacitance matrix can be ill-conditioned)."""
+        sp, _ = _require_scipy()
+        n = hinted.size
+        changed = np.flatnonzero(hinted != self.hinted)
+        r = changed.size
+        unit = sp.csr_matrix((np.ones(r), (np.arange(r), changed)), shape=(r, n))
+        sign = sp.diags(np.where(hinted[changed], -1.0, 1.0))  # a free row minus a hinted row, or back
+        free = ~hinted
+        out = []
+        for lu, b, leak in zip(self.lus, rhs, (0.0, REACH_LEAK)):
+            y = _lu_solve(lu, np.hstack([b, unit.T.toarray()]))
+            x = y[:, :b.shape[1]]
+            if r:
+                z = y[:, b.shape[1]:]
+                d = sign @ (self.neighbours[changed] + leak * unit)  # new rows minus factorized rows
+                try:
+                    x = x - z @ np.linalg.solve(np.eye(r) + d @ z, d @ x)
+                except np.linalg.LinAlgError:
+                    return None
+                residual = x + free[:, None] * (leak * x + self.neighbours @ x) - b
+                if np.abs(residual).max() > 1e-9 * max(1.0, np.abs(b).max()):
+                    return None
+            out.append(x)
+        return out
+
+
+def _lu_solve(lu, b):
+    """lu's solve for the columns of b, _CHUNK at a time."""
+    return np.concatenate([lu.solve(np.asfortranarray(b[:, i:i + _CHUNK])) for i in range(0, b.shape[1], _CHUNK)], 1)
+
+
+_CACHE_SIZE = 3  # photos kept, fewer when their factorizations pass _CACHE_BYTES (always the latest)
+_CACHE_BYTES = 192 << 20  # about 26 MB a photo at a 256x256 working grid, 70 MB at 320x480
+_cache = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def _photo(lc):
+    """The _Photo for coarse L `lc`, made the most recently used."""
+    key = (lc.shape, lc.tobytes())
+    with _cache_lock:
+        photo = _cache.get(key)
+        if photo is not None:
+            _cache.move_to_end(key)
+            return photo
+    photo = _Photo(lc)  # outside the lock: other photos' calls go on meanwhile
+    with _cache_lock:
+        photo = _cache.setdefault(key, photo)
+        _cache.move_to_end(key)
+    return photo
+
+
+def _trim_cache():
+    """Evict least recently used photos past _CACHE_SIZE or _CACHE_BYTES."""
+    with _cache_lock:
+        while len(_cache) > _CACHE_SIZE or (len(_cache) > 1
+                                            and sum(p.nbytes() for p in _cache.values()) > _CACHE_BYTES):
+            _cache.popitem(last=False)
+
+
+def clear_cache():
+    """Forget every photo's systems (tests; freeing memory)."""
+    with _cache_lock:
+        _cache.clear()
 
 
 PROP_MAX_SIDE = 160  # the propagation grid's short side at most: a bounded solve at any --size
@@ -104,14 +219,22 @@ PROP_MAX_SIDE = 160  # the propagation grid's short side at most: a bounded solv
 
 def propagate_hints(l, hint_ab, hint_mask):
     """The hints as the network takes them (`hint_prop`, (H, W, 3)): Levin's spread of their
-    ab over the whole grid, and their reach (`_solve_reach`), solved on a coarser grid: half
-    the network's (as in training), or coarser still past PROP_MAX_SIDE cells, so a large
+    ab over the whole grid, and their reach (below), solved on a coarser grid: half the
+    network's (as in training), or coarser still past PROP_MAX_SIDE cells, so a large
     --size keeps the solve to a few tenths of a second.
 
     A dot's color then already follows the photo's edges, and the network learns where to
     trust it and where its own sense of objects knows better. Solving at half resolution
     costs a sixth of the time and measured no worse (Levin at 10 hints on 20 val crops:
     24.97 dB vs 24.93 dB at full resolution). Zeros when there is no hint.
+
+    The reach is how strongly each pixel is tied to some hint through similar lightness, 1 on
+    hints, in [0, 1]: Levin's system for an indicator that leaks a little (REACH_LEAK) at every
+    unhinted pixel, so it stays high across a region a dot sits in and drops at the edge around
+    it, where plain propagation would carry the dot's color on for lack of any other constraint.
+
+    Repeated calls on the same L (a user adding a dot and re-running) reuse that photo's
+    factorizations (`_Photo`), a few photos kept.
     """
     l = np.asarray(l, np.float32)
     mask = np.asarray(hint_mask) > 0
@@ -126,9 +249,10 @@ def propagate_hints(l, hint_ab, hint_mask):
     lc = _cells(lp, factor).mean((1, 3))
     m = _cells(mp, factor).sum((1, 3))
     ab = _cells(abp, factor).sum((1, 3)) / np.maximum(m, 1.0)[..., None]
-    hinted = m > 0
-    system = affinity_system(lc, hinted)  # built once, factorized for the ab and for the reach
-    coarse = np.concatenate([_solve_ab(system, ab, hinted), _solve_reach(system, hinted, REACH_LEAK)[..., None]], -1)
+    hinted = (m > 0).ravel()
+    ab, reach = _photo(lc).solve(ab.reshape(-1, 2).astype(np.float64), hinted)
+    _trim_cache()
+    coarse = np.concatenate([ab, reach[:, None]], -1).reshape(lc.shape + (3,)).astype(np.float32)
     return _bilinear(coarse, h + ph, w + pw)[:h, :w]
 
 
