@@ -50,8 +50,7 @@ def one_size(mp, repeat, out_dir):
 
 
 def model_alone(repeat=10):
-    """The network on a 256x256 grid, with the detector's features when the model takes them
-    (engine/semantics.py): everything between the working grid and its ab."""
+    """The network on a 256x256 grid: everything between the working grid and its ab."""
     from engine.pipeline import Colorizer
 
     c = Colorizer()
@@ -62,7 +61,7 @@ def model_alone(repeat=10):
         t = time.perf_counter()
         c.run_network(grid)
         ts.append(time.perf_counter() - t)
-    return min(ts), float(np.median(ts)), c.device, c.runtime.wants_semantic
+    return min(ts), float(np.median(ts)), c.device
 
 
 def levin_ratio(repeat=1):
@@ -104,10 +103,9 @@ def main():
         print(json.dumps(one_size(args.one, args.repeat, args.out)))
         return
     print("Tinct engine benchmark (%d CPU cores)" % os.cpu_count())
-    best, med, device, semantic = model_alone()
-    print("model alone at 256x256 on %s%s: best %.0f ms, median %.0f ms   (target <= 250 ms) %s"
-          % (device, " (with the detector's features)" if semantic else "", best * 1e3, med * 1e3,
-             "OK" if best <= 0.25 else "MISSED"))
+    best, med, device = model_alone()
+    print("model alone at 256x256 on %s: best %.0f ms, median %.0f ms   (target <= 250 ms) %s"
+          % (device, best * 1e3, med * 1e3, "OK" if best <= 0.25 else "MISSED"))
     print("%8s %12s %10s %10s %12s  target" % ("MP", "shape", "best s", "median s", "peak RSS MB"))
     for mp in [float(s) for s in args.sizes.split(",")]:
         r = subprocess.run([sys.executable, __file__, "--one", str(mp), "--repeat", str(args.repeat)],

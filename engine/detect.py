@@ -270,15 +270,12 @@ class Detector:
         self.iou_threshold = iou_threshold
         self.max_boxes = max_boxes
 
-    def outputs(self, tensor):
-        """(1, 3, 416, 416) network input (normalized) -> {output name: array}."""
-        outs = self.session.run(None, {INPUT_NAME: np.ascontiguousarray(tensor, np.float32)})
-        return {o.name: v for o, v in zip(self.session.get_outputs(), outs)}
-
     def raw(self, tensor):
-        """(1, 3, 416, 416) network input (normalized) -> {stride: (scores (N, 80), dists (N, 44))}."""
-        by_name = self.outputs(tensor)
-        return {s: (by_name[SCORE_OUTPUTS[s]][0], by_name[BOX_OUTPUTS[s]][0]) for s in STRIDES}
+        """(1, 3, 416, 416) network input (normalized) -> {stride: (scores (N, 80), dists (N, 44))}.
+        Only the score and box outputs are fetched (the shipped file has two more, see NOTES.md)."""
+        names = [SCORE_OUTPUTS[s] for s in STRIDES] + [BOX_OUTPUTS[s] for s in STRIDES]
+        outs = dict(zip(names, self.session.run(names, {INPUT_NAME: np.ascontiguousarray(tensor, np.float32)})))
+        return {s: (outs[SCORE_OUTPUTS[s]][0], outs[BOX_OUTPUTS[s]][0]) for s in STRIDES}
 
     def detect(self, image, score_threshold=None, max_boxes=None, gray=True):
         """Photo (H, W) or (H, W, 3|4), uint8/uint16/float in [0, 1] -> Detections (best first)."""

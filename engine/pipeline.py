@@ -243,18 +243,9 @@ class Colorizer:
     def run_network(self, grid):
         """The full network on a prepared grid: (ab (h, w, 2), distribution logits (313, h/4, w/4))."""
         prop = propagated_hints(grid).transpose(2, 0, 1)[None] if self.runtime.wants_hint_prop else None
-        semantic = self.semantic_features(grid.l) if self.runtime.wants_semantic else None
         ab, dist = self.runtime.run(grid.l[None, None], grid.hint_ab.transpose(2, 0, 1)[None],
-                                    grid.hint_mask[None, None], grid.global_hints[None], prop, semantic)
+                                    grid.hint_mask[None, None], grid.global_hints[None], prop)
         return ab[0].transpose(1, 2, 0), dist[0]
-
-    def semantic_features(self, l_low):
-        """The detector's features on the network's bottleneck grid, from the working-grid L
-        (what the detector sees is bounded whatever the photo's size)."""
-        from .color import l_to_gray, quantize
-        from .semantics import feature_maps, on_grid
-
-        return on_grid(feature_maps(self.detector, quantize(l_to_gray(l_low))), l_low.shape, l_low.shape)
 
     def _plan_instances(self, instances, photo):
         """Which objects get the instance network; the plan says "full" when none do, and why."""

@@ -10,7 +10,7 @@ from . import TinctError
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(__file__), "weights")
 DEFAULT_MODEL = os.path.join(WEIGHTS_DIR, "tinct-small.onnx")
-INPUTS = ("l", "hint_ab", "hint_mask", "global_hints", "hint_prop", "semantic")
+INPUTS = ("l", "hint_ab", "hint_mask", "global_hints", "hint_prop")
 OUTPUTS = ("ab", "dist_logits")
 
 
@@ -52,15 +52,9 @@ class ModelRuntime:
         """Whether this model takes the propagated hints (engine.levin.propagate_hints) as an input."""
         return "hint_prop" in self.input_names
 
-    @property
-    def wants_semantic(self):
-        """Whether this model takes the detector's features (engine.semantics.on_grid) as an input."""
-        return "semantic" in self.input_names
-
-    def run(self, l, hint_ab, hint_mask, global_hints, hint_prop=None, semantic=None):
+    def run(self, l, hint_ab, hint_mask, global_hints, hint_prop=None):
         """NCHW float32 arrays in natural units -> (ab (N,2,H,W), dist_logits (N,313,H/4,W/4)).
-        hint_prop (N,3,H,W) is fed to models that take it (zeros when not given);
-        semantic (N,256,H/8,W/8) must be given to models that take it."""
+        hint_prop (N,3,H,W) is fed to models that take it (zeros when not given)."""
         feeds = {
             "l": np.ascontiguousarray(l, np.float32),
             "hint_ab": np.ascontiguousarray(hint_ab, np.float32),
@@ -71,9 +65,5 @@ class ModelRuntime:
             n, _, h, w = feeds["hint_ab"].shape
             feeds["hint_prop"] = (np.zeros((n, 3, h, w), np.float32) if hint_prop is None
                                   else np.ascontiguousarray(hint_prop, np.float32))
-        if self.wants_semantic:
-            if semantic is None:
-                raise TinctError("model %s needs the detector's features (engine.semantics)" % self.path)
-            feeds["semantic"] = np.ascontiguousarray(semantic, np.float32)
         ab, dist = self.session.run(list(OUTPUTS), feeds)
         return ab, dist

@@ -102,22 +102,3 @@ def test_the_cli_refuses_holdout_settings_it_cannot_honour(args, message, tiny_c
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert not os.listdir(str(tmp_path))
-
-
-def test_a_run_with_the_detectors_features_is_scored_with_them(tiny_corpus, tmp_path):
-    """--semantic --holdout: the held-out score feeds the detector's features as the exported model gets them
-    (on the weights trained with them, where they change the colors)."""
-    from engine.train.holdout import heldout_scores
-    from engine.train.loop import load_model
-
-    weights = os.path.join(ROOT, "tools", "checkpoints", "tinct-small-semantic.pt")
-    model, state = load_model(weights)
-    assert state["semantic"]
-    onnx_path = export_onnx(weights, str(tmp_path / "m.onnx"))
-    held = split_paths(list_images(tiny_corpus), 2)[1]
-    with_features = heldout_scores(model, "cpu", held, hint_counts=(0,), semantic=True)
-    without = heldout_scores(model, "cpu", held, hint_counts=(0,), semantic=False)
-    exported = run_eval(held, hint_counts=(0,), methods=("tinct",), colorizer=Colorizer(model_path=onnx_path),
-                        progress=False)["methods"]["tinct"][0]
-    assert with_features[0] == pytest.approx(exported, abs=0.02)
-    assert abs(without[0] - exported) > 0.05

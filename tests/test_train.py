@@ -14,6 +14,7 @@ from engine.runtime import ModelRuntime  # noqa: E402
 from engine.train.data import BatchMaker, HintSimulator, load_corpus  # noqa: E402
 from engine.train.export import export_onnx  # noqa: E402
 from engine.train.loop import load_model, train  # noqa: E402
+from tests.helpers import ROOT  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -186,45 +187,32 @@ def test_older_checkpoints_without_the_newer_layers_still_load(trained, tmp_path
         load_weights(model, {k: v for k, v in state.items() if not k.startswith("conv1.")})
 
 
-def test_a_run_with_the_detectors_features_exports_a_model_that_takes_them(tiny_corpus, tmp_path):
-    """--semantic: the batches carry the detector's features, the checkpoint says so, the ONNX
-    file takes them as an input (matching torch), and the pipeline computes them for it."""
-    from engine.pipeline import Colorizer
-    from engine.semantics import SEMANTIC_DIM
+def test_checkpoints_from_before_the_detector_features_were_removed_still_load(trained, tiny_corpus, tmp_path):
+    """Checkpoints written while ColorNet had its detector-features branch (removed 2026-12-04)
+    hold its no-op layers: they load without them, and a resume starts Adam afresh. Weights
+    trained with the features are refused; tools/checkpoints/tinct-small.pt predates the branch."""
+    from engine.models.colornet import ColorNet
+    from engine.models.config import CONFIGS
+    from engine.train.loop import load_weights
 
-    out = str(tmp_path / "sem")
-    train(tiny_corpus, out, steps=2, batch_size=2, crop=32, progress=False, log=lambda m: None, semantic=True)
-    model, state = load_model(os.path.join(out, "checkpoint.pt"))
-    assert state["semantic"] is True
-    with pytest.raises(ValueError, match="trained with the detector.s features; add --semantic"):
-        train(tiny_corpus, out, steps=3, batch_size=2, crop=32, progress=False, log=lambda m: None)
-    assert state["semantic_strides"] == (8, 32)
-    with pytest.raises(ValueError, match="resume it with the same --semantic-strides"):
-        train(tiny_corpus, out, steps=3, batch_size=2, crop=32, progress=False, log=lambda m: None, semantic=True,
-              semantic_strides=(8,))
-    from engine.train.instances import run_stage
-
-    with pytest.raises(ValueError, match="do not feed the detector's features"):  # not built for them yet
-        run_stage("instance", tiny_corpus, str(tmp_path / "inst"), full_checkpoint=os.path.join(out, "checkpoint.pt"))
-    model.semantic_in.net[-1].weight.data.normal_(0, 10.0)  # make the branch count in the parity
-    torch.save(dict(state, model=model.state_dict()), str(tmp_path / "w.pt"))
-    runtime = ModelRuntime(export_onnx(str(tmp_path / "w.pt"), str(tmp_path / "m.onnx")))
-    assert runtime.wants_semantic and runtime.metadata["semantic"] == "True"
-    rng = np.random.default_rng(1)
-    h, w = 40, 56
-    inputs = [rng.uniform(0, 100, (1, 1, h, w)), np.zeros((1, 2, h, w)), np.zeros((1, 1, h, w)),
-              np.zeros((1, GLOBAL_DIM)), np.zeros((1, 3, h, w)), rng.normal(0, 1.0, (1, SEMANTIC_DIM, h // 8, w // 8))]
-    inputs = [np.asarray(x, np.float32) for x in inputs]
-    ab, _ = runtime.run(*inputs)
-    with torch.no_grad():
-        tab, _ = model(*[torch.from_numpy(x) for x in inputs])
-        plain, _ = model(*[torch.from_numpy(x) for x in inputs[:5]])
-    assert np.abs(ab - tab.numpy()).max() < 1e-3
-    assert np.abs(tab - plain).max() > 1e-3  # the features did change the output
-    colorizer = Colorizer(model_path=str(tmp_path / "m.onnx"), fused_model_path=None)
-    photo = np.random.default_rng(2).integers(0, 255, (50, 70), np.uint8)
-    result = colorizer.colorize(photo, instances="none")
-    assert result.ab.shape == (50, 70, 2) and np.isfinite(result.ab).all()
+    _, state = load_model(os.path.join(ROOT, "tools", "checkpoints", "tinct-small.pt"))
+    assert state["step"] == 10400 and not any(k.startswith("semantic_in.") for k in state["model"])
+    saved = torch.load(os.path.join(trained, "checkpoint.pt"), weights_only=False)
+    branch = {"semantic_in.net.0.running_mean": torch.zeros(256), "semantic_in.net.3.weight": torch.zeros(64, 64, 1, 1)}
+    assert load_weights(ColorNet(CONFIGS["small"]), dict(saved["model"], **branch)) is False
+    out = str(tmp_path / "old")
+    os.makedirs(out)
+    torch.save(dict(saved, model=dict(saved["model"], **branch), semantic=False), os.path.join(out, "checkpoint.pt"))
+    messages = []
+    train(tiny_corpus, out, steps=saved["step"] + 1, batch_size=2, crop=32, progress=False, log=messages.append)
+    assert "added or removed since" in messages[0] and "resumed from step %d" % saved["step"] in messages[1]
+    with_features = str(tmp_path / "features.pt")
+    torch.save(dict(saved, model=dict(saved["model"], **branch), semantic=True), with_features)
+    with pytest.raises(ValueError, match="trained with the detector's features"):
+        load_model(with_features)
+    with pytest.raises(ValueError, match="trained with the detector's features"):
+        train(tiny_corpus, str(tmp_path / "init"), steps=saved["step"] + 1, batch_size=2, crop=32, progress=False,
+              log=lambda m: None, init=with_features)
 
 
 def test_parallel_batches_are_the_numbered_batches_whatever_the_workers(tiny_corpus):

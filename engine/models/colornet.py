@@ -10,9 +10,6 @@ ab and their reach, `engine.levin.propagate_hints`), it enters with L, and a
 learned per-pixel gate blends the spread ab with the network's own: the network
 learns where propagation along edges is right and where its sense of objects
 knows better.
-When the caller also gives `semantic` (the offline detector's features on the 1/8 grid,
-`engine.semantics`), they join the bottleneck: what COCO taught the detector about objects,
-which the corpus is too small to teach.
 Outputs: ab by regression, and logits of a 313-bin color distribution at 1/4
 resolution (the source of per-pixel color suggestions).
 All inputs and outputs are in natural units (L 0..100, ab about -110..110); the
@@ -25,7 +22,6 @@ from torch.nn import functional as F
 
 from ..gamut import NUM_BINS
 from ..hints import GLOBAL_DIM
-from ..semantics import SEMANTIC_DIM, STRIDES, stride_channels
 from .config import CONFIGS, NetConfig
 
 AB_SCALE = 110.0
@@ -106,39 +102,6 @@ class PropGate(nn.Module):
         return torch.sigmoid(self.conv(feat) + self.reach(reach)) * any_hint
 
 
-class SemanticIn(nn.Module):
-    """The detector's features into the bottleneck: normalized (their scale is the detector's
-    business), then two 1x1 convs. Starts as a no-op (zero last layer), so a network trained
-    without them resumes unchanged and learns how much to trust them."""
-
-    def __init__(self, cin, cout):
-        super().__init__()
-        self.net = nn.Sequential(nn.BatchNorm2d(cin), nn.Conv2d(cin, cout, 1), nn.ReLU(True), nn.Conv2d(cout, cout, 1))
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
-        # off unless training asks (--semantic-dropout): the features are a fingerprint of each
-        # corpus photo, and dropping some of them in training makes memorizing it harder
-        self.dropout = nn.Dropout(0.0)
-
-    def keep_strides(self, strides):
-        """Learn from these strides' features only (--semantic-strides): the first conv's weights
-        on the others are zeroed and held at zero (their gradient too), so the checkpoint and
-        the exported model ignore them while the network's inputs stay the same."""
-        unknown = set(strides) - set(STRIDES)
-        if unknown or not strides:
-            raise ValueError("--semantic-strides takes some of %s, got %s"
-                             % (",".join(map(str, STRIDES)), ",".join(map(str, strides))))
-        mask = torch.ones_like(self.net[1].weight)
-        for stride in set(STRIDES) - set(strides):
-            mask[:, stride_channels(stride)] = 0
-        with torch.no_grad():
-            self.net[1].weight.mul_(mask)
-        self.net[1].weight.register_hook(lambda grad: grad * mask)
-
-    def forward(self, semantic):
-        return self.net[1:](self.dropout(self.net[0](semantic)))
-
-
 class ColorNet(nn.Module):
     def __init__(self, config: NetConfig = CONFIGS["small"]):
         super().__init__()
@@ -173,19 +136,17 @@ class ColorNet(nn.Module):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
         self.prop_gate = PropGate(ch["c10"])
-        self.semantic_in = SemanticIn(SEMANTIC_DIM, ch["c4"])
 
-    def forward(self, l, hint_ab, hint_mask, global_hints, hint_prop=None, semantic=None):
-        ab, dist, _ = self.run(l, hint_ab, hint_mask, global_hints, hint_prop=hint_prop, semantic=semantic)
+    def forward(self, l, hint_ab, hint_mask, global_hints, hint_prop=None):
+        ab, dist, _ = self.run(l, hint_ab, hint_mask, global_hints, hint_prop=hint_prop)
         return ab, dist
 
-    def run(self, l, hint_ab, hint_mask, global_hints, fuse=None, hint_prop=None, semantic=None):
+    def run(self, l, hint_ab, hint_mask, global_hints, fuse=None, hint_prop=None):
         """Block by block: (ab, dist_logits, {layer name: feature}).
 
         fuse: None, or callable(name, feature) -> feature applied after each block
         (for conv4: after the hint injections); instance-aware fusion hooks in here.
-        hint_prop: None (the network alone), or the propagated hints (N, 3, H, W): ab and reach.
-        semantic: None, or the detector's features on the bottleneck grid (N, 256, H/8, W/8)."""
+        hint_prop: None (the network alone), or the propagated hints (N, 3, H, W): ab and reach."""
         feats = {}
 
         def tap(name, x):
@@ -203,8 +164,6 @@ class ColorNet(nn.Module):
         f3 = tap("conv3", self.conv3(F.avg_pool2d(f2, 2)))
         f4 = self.conv4(F.avg_pool2d(f3, 2))
         f4 = f4 + self.global_net(global_hints[:, :, None, None]) + self.hint_summary(hint_ab, hint_mask)
-        if semantic is not None:
-            f4 = f4 + self.semantic_in(semantic)
         f4 = tap("conv4", f4)
         f5 = tap("conv5", self.conv5(f4))
         f6 = tap("conv6", self.conv6(f5))

@@ -59,17 +59,6 @@ Uses a CUDA GPU when torch sees one; the same command runs on CPU, only slower."
                    help="full stage's regression loss: huber on ab (default); rgb, the squared error in "
                         "8-bit sRGB, where `tinct eval` measures PSNR (favours the mean color over the median); "
                         "or huber+rgb, their sum")
-    t.add_argument("--semantic", action="store_true",
-                   help="full stage: also feed the offline detector's features (what it learned of objects from "
-                        "COCO) to the network's bottleneck; the exported model then runs the detector too")
-    t.add_argument("--semantic-dropout", type=float, default=0.0, metavar="P",
-                   help="with --semantic: zero this share of the detector's features in each training sample "
-                        "(0 to 1; default 0), so the network cannot learn each corpus photo by its features "
-                        "alone; inference always uses them all")
-    t.add_argument("--semantic-strides", type=_strides, default=None, metavar="S[,S]",
-                   help="with --semantic: learn from the features of these detector strides only (8 and/or 32; "
-                        "default both). 8 gives local features; 32 sees the whole scene and may tint all of "
-                        "it at once (see the model card)")
     t.add_argument("--holdout", type=int, default=0, metavar="N",
                    help="full stage: keep N corpus photos (chosen by a hash of their names, so every run keeps "
                         "the same) out of training, score them as `tinct eval` does (0 and 10 hints) every "
@@ -149,9 +138,8 @@ def run_train(args):
                          batch_size=args.batch_size, crop=args.crop, inst_size=args.inst_size, lr=args.lr,
                          seed=args.seed, limit=args.limit, box_cache=args.box_cache,
                          checkpoint_every=args.checkpoint_every, threads=args.threads,
-                         schedule=args.schedule, init=args.init, semantic=args.semantic, loss=args.loss,
+                         schedule=args.schedule, init=args.init, loss=args.loss,
                          holdout=args.holdout, eval_every=args.eval_every, workers=args.workers,
-                         semantic_dropout=args.semantic_dropout, semantic_strides=args.semantic_strides,
                          **fuse_layers_arg(args.fuse_layers))
     except (FileNotFoundError, ValueError) as exc:
         raise TinctError(str(exc))
@@ -197,11 +185,3 @@ def run_export(args):
     out = export(args.checkpoint, args.output)
     print("wrote %s (%.1f MB)" % (out, os.path.getsize(out) / 1e6))
     return 0
-
-
-def _strides(text):
-    """--semantic-strides 8 or 8,32 -> (8,) / (8, 32); a clear argparse error otherwise."""
-    try:
-        return tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected strides such as 8 or 8,32, got %r" % text)

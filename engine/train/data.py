@@ -13,8 +13,6 @@ from ..color import rgb_to_lab
 from ..gamut import soft_encode
 from ..hints import GLOBAL_DIM, NUM_BINS, mean_saturation
 from ..levin import propagate_hints
-from ..semantics import CELL, cell_centers, feature_maps
-from ..semantics import sample as sample_features
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -44,24 +42,9 @@ def load_images(paths):
     return images
 
 
-def corpus_features(images, detector=None, progress=True):
-    """The detector's FeatureMaps of every photo (gray, as at run time), kept in float16:
-    about 0.7 MB a photo. A couple of minutes for the corpus on 2 cores."""
-    from ..detect import Detector
-
-    detector = detector or Detector()
-    items = images
-    if progress:
-        from tqdm import tqdm
-
-        items = tqdm(images, desc="detector features", unit="photo")
-    return [feature_maps(detector, rgb).compact() for rgb in items]
-
-
 def random_crop(rng, rgb, crop, min_scale=0.5):
     """Random scale (short side between min_scale of the photo's, but at least `crop`, and all of
-    it), crop and flip -> (crop, (row centers, column centers) of its bottleneck cells in the
-    photo's pixels, for sampling the detector's features there)."""
+    it), crop and flip -> the crop."""
     h, w = rgb.shape[:2]
     short = min(h, w)
     lo = max(crop, min_scale * short)
@@ -73,12 +56,9 @@ def random_crop(rng, rgb, crop, min_scale=0.5):
     y = int(rng.integers(0, nh - crop + 1))
     x = int(rng.integers(0, nw - crop + 1))
     rgb = rgb[y:y + crop, x:x + crop]
-    cells = crop // CELL
-    ys = cell_centers(cells, h, nh, start=y)
-    xs = cell_centers(cells, w, nw, start=x)
     if rng.random() < 0.5:
-        rgb, xs = rgb[:, ::-1], xs[::-1]
-    return np.ascontiguousarray(rgb), (ys, xs)
+        rgb = rgb[:, ::-1]
+    return np.ascontiguousarray(rgb)
 
 
 class HintSimulator:
@@ -125,10 +105,8 @@ class HintSimulator:
 class BatchMaker:
     """Builds numpy training batches (NCHW float32) from decoded photos."""
 
-    def __init__(self, images, crop=128, seed=0, min_scale=0.5, semantics=None):
-        """semantics: None, or the detector's FeatureMaps of each photo (engine.semantics)."""
+    def __init__(self, images, crop=128, seed=0, min_scale=0.5):
         self.images = images
-        self.semantics = semantics
         self.crop = crop
         self.min_scale = min_scale
         self.seed = seed
@@ -140,14 +118,13 @@ class BatchMaker:
         self.hints = HintSimulator(rng)
 
     def sample(self):
-        index = int(self.rng.integers(len(self.images)))
-        rgb, (ys, xs) = random_crop(self.rng, self.images[index], self.crop, self.min_scale)
+        rgb = random_crop(self.rng, self.images[int(self.rng.integers(len(self.images)))], self.crop, self.min_scale)
         lab = rgb_to_lab(rgb)
         ab = lab[..., 1:]
         hint_ab, mask = self.hints.local(ab)
         c = self.crop // 4
         ab_small = ab.reshape(c, 4, c, 4, 2).mean((1, 3))
-        out = {
+        return {
             "l": lab[..., 0][None],
             "ab": ab.transpose(2, 0, 1),
             "hint_ab": hint_ab.transpose(2, 0, 1),
@@ -155,9 +132,6 @@ class BatchMaker:
             "hint_prop": propagate_hints(lab[..., 0], hint_ab, mask).transpose(2, 0, 1),
             "global_hints": self.hints.global_vector(rgb, ab_small),
         }
-        if self.semantics is not None:
-            out["semantic"] = sample_features(self.semantics[index], ys, xs)
-        return out
 
     def batch(self, size):
         samples = [self.sample() for _ in range(size)]

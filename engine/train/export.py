@@ -9,7 +9,6 @@ import torch
 from .. import __version__
 from ..hints import GLOBAL_DIM
 from ..runtime import INPUTS, OUTPUTS
-from ..semantics import CELL, SEMANTIC_DIM
 from .loop import load_model
 
 
@@ -18,20 +17,14 @@ def export_onnx(ckpt_path, out_path, opset=17, extra_metadata=None):
     h = w = 64
     dummy = (torch.rand(1, 1, h, w) * 100, torch.zeros(1, 2, h, w), torch.zeros(1, 1, h, w), torch.zeros(1, GLOBAL_DIM),
              torch.zeros(1, 3, h, w))
-    inputs = list(INPUTS[:5])
-    if state.get("semantic"):  # trained on the detector's features: they become an input
-        dummy += (torch.randn(1, SEMANTIC_DIM, h // CELL, w // CELL),)
-        inputs.append("semantic")
-    axes = {name: {0: "batch", 2: "height", 3: "width"} for name in inputs[:3] + inputs[4:] + list(OUTPUTS)}
+    axes = {name: {0: "batch", 2: "height", 3: "width"} for name in INPUTS[:3] + INPUTS[4:] + OUTPUTS}
     axes["global_hints"] = {0: "batch"}
-    if "semantic" in axes:
-        axes["semantic"] = {0: "batch", 2: "cells_h", 3: "cells_w"}
     with warnings.catch_warnings():  # the TorchScript exporter is deprecated but handles our plain CNN best
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(model, dummy, out_path, input_names=inputs, output_names=list(OUTPUTS),
+        torch.onnx.export(model, dummy, out_path, input_names=list(INPUTS), output_names=list(OUTPUTS),
                           dynamic_axes=axes, opset_version=opset, dynamo=False, do_constant_folding=True)
     meta = {"tinct_version": __version__, "model_name": state["model_name"], "config": json.dumps(state["config"]),
-            "train_step": str(state["step"]), "size_multiple": "8", "semantic": str(bool(state.get("semantic")))}
+            "train_step": str(state["step"]), "size_multiple": "8"}
     meta.update(extra_metadata or {})
     write_metadata(out_path, meta)
     return out_path

@@ -37,26 +37,25 @@ class TorchRuntime:
 
     wants_hint_prop = True
 
-    def __init__(self, model, device, semantic=False):
+    def __init__(self, model, device):
         self.model, self.device = model, str(device)
-        self.wants_semantic = semantic  # the pipeline then runs the detector for the features
         self._torch_device = device
 
-    def run(self, l, hint_ab, hint_mask, global_hints, hint_prop=None, semantic=None):
+    def run(self, l, hint_ab, hint_mask, global_hints, hint_prop=None):
         dev = self._torch_device
         t = lambda a: None if a is None else torch.from_numpy(np.ascontiguousarray(a, np.float32)).to(dev)  # noqa: E731
         with torch.no_grad():
-            ab, dist = self.model(t(l), t(hint_ab), t(hint_mask), t(global_hints), t(hint_prop), t(semantic))
+            ab, dist = self.model(t(l), t(hint_ab), t(hint_mask), t(global_hints), t(hint_prop))
         return ab.cpu().numpy(), dist.cpu().numpy()
 
 
-def heldout_scores(model, device, paths, hint_counts=HOLDOUT_HINTS, semantic=False):
+def heldout_scores(model, device, paths, hint_counts=HOLDOUT_HINTS):
     """Mean PSNR (dB) of the held-out photos by number of hints, as `tinct eval` measures it.
     The model is put in eval mode for the scoring and back in training mode after."""
     from ..evaluate import run_eval
     from ..pipeline import Colorizer
 
-    colorizer = Colorizer(runtime=TorchRuntime(model, device, semantic))
+    colorizer = Colorizer(runtime=TorchRuntime(model, device))
     was_training = model.training
     model.eval()
     try:

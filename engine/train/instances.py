@@ -37,7 +37,7 @@ from ..models.colornet import ColorNet
 from ..models.config import CONFIGS
 from ..models.fusion import DEFAULT_LAYERS, FUSED_LAYERS, InstanceFusionNet, export_fused_onnx
 from .data import HintSimulator, list_images
-from .loop import CHECKPOINT, compute_loss, load_model, pick_device, soft_targets, train_steps
+from .loop import CHECKPOINT, compute_loss, load_model, pick_device, soft_targets, train_steps, without_retired
 
 STAGES = ("full", "instance", "fusion")
 
@@ -297,7 +297,7 @@ def load_fused(ckpt_path, map_location="cpu"):
     if state.get("stage") != "fusion":
         raise ValueError("%s is not a fusion-stage checkpoint" % ckpt_path)
     model = InstanceFusionNet(CONFIGS[state["model_name"]], layers=tuple(state.get("layers", FUSED_LAYERS)))
-    model.load_state_dict(state["model"])
+    model.load_state_dict(without_retired(state["model"]))
     return model.eval(), state
 
 
@@ -378,7 +378,7 @@ def train_fusion(corpus, out_dir, full_checkpoint, instance_checkpoint, steps=20
         layers = tuple(resume.get("layers", FUSED_LAYERS))
     model = InstanceFusionNet.from_full(full, inst, layers=layers)
     if resume:
-        model.load_state_dict(resume["model"])
+        model.load_state_dict(without_retired(resume["model"]))
     model.to(device)
     for net in (model.full, model.instance):  # frozen, BatchNorm statistics included
         net.eval()
@@ -396,15 +396,10 @@ def train_fusion(corpus, out_dir, full_checkpoint, instance_checkpoint, steps=20
                        batch_size, lr, extra, resume, log, progress, checkpoint_every, device)
 
 
-def _trained_on_features(ckpt_path):
-    return bool(torch.load(ckpt_path, map_location="cpu", weights_only=False).get("semantic"))
-
-
 def run_stage(stage, corpus, out_dir, full_checkpoint=None, instance_checkpoint=None, model_name="small",
               steps=2000, batch_size=16, crop=128, inst_size=None, lr=None, seed=0, limit=None, box_cache=None,
               checkpoint_every=100, threads=None, layers=DEFAULT_LAYERS, log=print, progress=True,
-              schedule="joint", init=None, semantic=False, loss="huber", holdout=0, eval_every=500, workers=0,
-              semantic_dropout=0.0, semantic_strides=None):
+              schedule="joint", init=None, loss="huber", holdout=0, eval_every=500, workers=0):
     """`tinct train --stage full|instance|fusion`. Returns the checkpoint path.
 
     full:     the core loop (engine.train.loop.train); `full_checkpoint` is ignored.
@@ -419,16 +414,11 @@ def run_stage(stage, corpus, out_dir, full_checkpoint=None, instance_checkpoint=
 
         return train(corpus, out_dir, model_name=model_name, steps=steps, batch_size=batch_size, crop=crop,
                      lr=lr or 5e-4, seed=seed, limit=limit, checkpoint_every=checkpoint_every, threads=threads,
-                     log=log, progress=progress, schedule=schedule, init=init, semantic=semantic,
-                     loss=loss, holdout=holdout, eval_every=eval_every, workers=workers,
-                     semantic_dropout=semantic_dropout, semantic_strides=semantic_strides)
+                     log=log, progress=progress, schedule=schedule, init=init,
+                     loss=loss, holdout=holdout, eval_every=eval_every, workers=workers)
     if not full_checkpoint or not os.path.exists(full_checkpoint):
         raise FileNotFoundError("stage %s needs the full network's checkpoint (--full-checkpoint), got %r"
                                 % (stage, full_checkpoint))
-    if semantic or _trained_on_features(full_checkpoint):
-        raise ValueError("the instance and fusion stages do not feed the detector's features (--semantic) to "
-                         "their networks yet; start them from a full checkpoint trained without them "
-                         "(e.g. tools/checkpoints/tinct-small.pt)")
     if stage == "instance":
         return train_instance(corpus, out_dir, full_checkpoint, steps=steps, batch_size=batch_size,
                               inst_size=inst_size, lr=lr or 2e-4, seed=seed, limit=limit, box_cache=box_cache,

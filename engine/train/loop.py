@@ -25,8 +25,7 @@ from torch.nn import functional as F
 from ..gamut import ab_bins
 from ..models.colornet import ColorNet
 from ..models.config import CONFIGS
-from ..semantics import STRIDES
-from .data import BatchMaker, ParallelBatches, corpus_features, corpus_paths, load_images
+from .data import BatchMaker, ParallelBatches, corpus_paths, load_images
 from .holdout import BEST, heldout_scores, save_best, selection_score, split_paths
 from .options import LOSSES, SCHEDULES
 from .rgb_loss import rgb_mse
@@ -34,7 +33,11 @@ from .rgb_loss import rgb_mse
 CHECKPOINT = "checkpoint.pt"
 WEIGHTS = "weights.pt"
 # ColorNet layers that start as a no-op, so older checkpoints resume
-NEW_LAYERS = ("hint_summary", "prop_in", "reach_in", "prop_gate", "semantic_in")
+NEW_LAYERS = ("hint_summary", "prop_in", "reach_in", "prop_gate")
+# ColorNet layers since removed, which older checkpoints may hold: the detector-features branch
+# (removed 2026-12-04), a no-op in every checkpoint not trained with the features (those are
+# refused, see refuse_features); loading drops them
+RETIRED_LAYERS = ("semantic_in",)
 
 
 def pick_device():
@@ -64,7 +67,7 @@ def loss_weights(step, total, schedule="joint"):
 
 def compute_loss(model, batch, bins, dist_weight=0.5, huber_delta=5.0, reg_weight=1.0, loss="huber"):
     ab_pred, logits = model(batch["l"], batch["hint_ab"], batch["hint_mask"], batch["global_hints"],
-                            batch.get("hint_prop"), batch.get("semantic"))
+                            batch.get("hint_prop"))
     if loss not in LOSSES:
         raise ValueError("unknown regression loss %r: %s" % (loss, ", ".join(LOSSES)))
     terms = loss.split("+")
@@ -87,8 +90,7 @@ def lr_at(step, total, base_lr, warmup=100):
 
 def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=128, lr=5e-4,
           seed=0, limit=None, checkpoint_every=100, threads=None, log=print, progress=True, schedule="joint",
-          init=None, semantic=False, loss="huber", holdout=0, eval_every=500, workers=0,
-          semantic_dropout=0.0, semantic_strides=None):
+          init=None, loss="huber", holdout=0, eval_every=500, workers=0):
     """Train (or resume) a ColorNet; returns the path of the last checkpoint.
 
     holdout: keep this many corpus photos out of training and score them every `eval_every`
@@ -101,28 +103,14 @@ def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=1
     loss: the regression loss, "huber" (on ab), "rgb" (squared error in sRGB, see rgb_loss), or
     "huber+rgb", their sum (Huber anchors ab where the sRGB term is blind: colors that clip alike).
 
-    semantic: feed the detector's features to the bottleneck (engine/semantics.py); the
-    checkpoint records it, and the exported model then takes them as an input.
-    semantic_dropout: the share of those features zeroed in each training sample (not at inference).
-    semantic_strides: learn from only these strides of them (e.g. (8,): local features, without
-    the stride-32 ones that see the whole scene); None: all.
-
     init: a weights file (WEIGHTS, written beside every checkpoint) to start from when out_dir has
     no checkpoint yet; training carries on from its step with a fresh optimizer, so a run can move
     to another machine (or session) with a few MB instead of the whole checkpoint."""
-    if not 0.0 <= semantic_dropout < 1.0 or (semantic_dropout and not semantic):
-        raise ValueError("--semantic-dropout must be at least 0 and below 1, and needs --semantic")
-    if semantic_strides and not semantic:
-        raise ValueError("--semantic-strides needs --semantic")
-    strides = tuple(sorted(semantic_strides or STRIDES)) if semantic else None
     if threads:
         torch.set_num_threads(threads)
     device = pick_device()
     torch.manual_seed(seed)
     model = ColorNet(CONFIGS[model_name]).to(device)
-    model.semantic_in.dropout.p = semantic_dropout
-    if semantic:
-        model.semantic_in.keep_strides(strides)  # refuses unknown strides before anything is written
     os.makedirs(out_dir, exist_ok=True)
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.99))
     step = 0
@@ -130,25 +118,20 @@ def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=1
     ckpt_path = os.path.join(out_dir, CHECKPOINT)
     train_paths, held_out = split_paths(corpus_paths(corpus, limit), holdout)
     images = load_images(train_paths)
-    maker = BatchMaker(images, crop=crop, seed=seed,
-                       semantics=corpus_features(images, progress=progress) if semantic else None)
+    maker = BatchMaker(images, crop=crop, seed=seed)
     if os.path.exists(ckpt_path):
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
         if state["model_name"] != model_name:
             raise ValueError("checkpoint in %s is a %r model, not %r" % (out_dir, state["model_name"], model_name))
-        if bool(state.get("semantic")) != bool(semantic):  # a run carries on as it started
-            raise ValueError(_semantic_mismatch("checkpoint in %s" % out_dir, semantic))
-        trained_strides = tuple(state.get("semantic_strides") or STRIDES)  # older checkpoints: all of them
-        if semantic and trained_strides != strides:
-            raise ValueError("checkpoint in %s learned from the features of strides %s; resume it with the same "
-                             "--semantic-strides" % (out_dir, ",".join(map(str, trained_strides))))
+        refuse_features(state, "checkpoint in %s" % out_dir)
         if state.get("holdout", 0) != holdout:  # else held-out photos would leak into training
             raise ValueError("checkpoint in %s was trained with --holdout %d; resume it with the same"
                              % (out_dir, state.get("holdout", 0)))
         if load_weights(model, state["model"]):
             opt.load_state_dict(state["optimizer"])
         else:
-            log("the checkpoint predates some layers of the network; they start fresh, and so does Adam's state")
+            log("the checkpoint's layers differ from the network's (added or removed since); new ones start fresh, "
+                "and so does Adam's state")
             rewarm_from = state["step"]
         step = state["step"]
         maker.rng.bit_generator.state = state["rng"]
@@ -157,8 +140,7 @@ def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=1
         state = torch.load(init, map_location=device, weights_only=False)
         if state["model_name"] != model_name:
             raise ValueError("%s holds a %r model, not %r" % (init, state["model_name"], model_name))
-        if state.get("semantic") and not semantic:  # (weights without the features may start a --semantic run)
-            raise ValueError(_semantic_mismatch(init, semantic))
+        refuse_features(state, init)
         load_weights(model, state["model"])
         step = rewarm_from = state["step"]
         log("started from the weights of step %d (%s)" % (step, init))
@@ -187,10 +169,10 @@ def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=1
             optimizer_step(opt, total, parts, history, bar)
             step += 1
             if step % checkpoint_every == 0 or step == steps:
-                weights = save_checkpoint(ckpt_path, model, opt, step, maker, model_name, semantic, holdout, strides)
+                weights = save_checkpoint(ckpt_path, model, opt, step, maker, model_name, holdout)
                 scores = {}
                 if held_out and (step % eval_every == 0 or step == steps):
-                    scores = score_heldout(model, weights, device, held_out, out_dir, step, log, semantic)
+                    scores = score_heldout(model, weights, device, held_out, out_dir, step, log)
                 log_losses(out_dir, step, started, device, history,
                            **{"heldout_%d" % n: round(v, 3) for n, v in scores.items()})
                 history = []
@@ -202,10 +184,10 @@ def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=1
     return ckpt_path
 
 
-def score_heldout(model, weights, device, paths, out_dir, step, log, semantic=False):
+def score_heldout(model, weights, device, paths, out_dir, step, log):
     """Score the held-out photos now; keep `weights` (the model's, as just checkpointed) as
     OUT/best.pt when they are the best yet."""
-    scores = heldout_scores(model, device, paths, semantic=semantic)
+    scores = heldout_scores(model, device, paths)
     best_path = os.path.join(out_dir, BEST)
     best = None
     if os.path.exists(best_path):
@@ -220,17 +202,11 @@ def score_heldout(model, weights, device, paths, out_dir, step, log, semantic=Fa
     return scores
 
 
-def _semantic_mismatch(where, semantic):
-    return ("%s was trained %s the detector's features; %s --semantic"
-            % (where, "without" if semantic else "with", "drop" if semantic else "add"))
-
-
-def save_checkpoint(path, model, opt, step, maker, model_name, semantic=False, holdout=0, semantic_strides=None):
+def save_checkpoint(path, model, opt, step, maker, model_name, holdout=0):
     """Write atomically so an interrupted run never leaves a broken checkpoint; the weights alone
     go beside it (WEIGHTS) for `--init` elsewhere. Returns them."""
     weights = {"model": model.state_dict(), "step": step, "model_name": model_name,
-               "config": CONFIGS[model_name].to_dict(), "semantic": semantic, "holdout": holdout,
-               "semantic_strides": semantic_strides}
+               "config": CONFIGS[model_name].to_dict(), "holdout": holdout}
     save_atomic(dict(weights, optimizer=opt.state_dict(), rng=maker.rng.bit_generator.state), path)
     save_atomic(weights, os.path.join(os.path.dirname(path), WEIGHTS))
     return weights
@@ -261,18 +237,33 @@ def save_atomic(payload, path):
     os.replace(tmp, path)
 
 
+def without_retired(weights):
+    """A state dict less the RETIRED_LAYERS, at any depth (the fusion network holds two ColorNets)."""
+    return {k: v for k, v in weights.items() if set(RETIRED_LAYERS).isdisjoint(k.split("."))}
+
+
+def refuse_features(state, where):
+    """Weights trained with the detector's features lean on a branch the network no longer has."""
+    if state.get("semantic"):
+        raise ValueError("%s was trained with the detector's features, which the network no longer takes "
+                         "(removed 2026-12-04); use weights trained without them, e.g. "
+                         "tools/checkpoints/tinct-small.pt" % where)
+
+
 def load_weights(model, weights):
-    """Load a state dict; layers added to ColorNet since (a fresh no-op start) may be missing.
-    Returns True when every layer was in it."""
-    missing, unexpected = model.load_state_dict(weights, strict=False)
+    """Load a state dict; layers added to ColorNet since (a fresh no-op start) may be missing, and
+    layers since removed (RETIRED_LAYERS) are ignored. Returns True when the weights fit the network
+    exactly (every layer there, none dropped), so that the optimizer's state saved with them fits too."""
+    missing, unexpected = model.load_state_dict(without_retired(weights), strict=False)
     new_layers = tuple(name + "." for name in NEW_LAYERS)
     if unexpected or any(not k.startswith(new_layers) for k in missing):
         raise ValueError("checkpoint does not fit the network: missing %s, unexpected %s" % (missing, unexpected))
-    return not missing
+    return not missing and len(weights) == len(model.state_dict())
 
 
 def load_model(ckpt_path, map_location="cpu"):
     state = torch.load(ckpt_path, map_location=map_location, weights_only=False)
+    refuse_features(state, ckpt_path)
     model = ColorNet(CONFIGS[state["model_name"]])
     load_weights(model, state["model"])
     return model.eval(), state

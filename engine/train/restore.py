@@ -36,7 +36,7 @@ class RestoreBatchMaker:
 
     def sample(self):
         rgb = self.images[int(self.rng.integers(len(self.images)))]
-        crop, _ = random_crop(self.rng, rgb, self.crop, min_scale=0.0)  # any scale from the crop's to the photo's
+        crop = random_crop(self.rng, rgb, self.crop, min_scale=0.0)  # any scale from the crop's to the photo's
         l = rgb_to_lab(crop)[..., 0]
         mask = self.damage.mask(self.crop, self.crop)
         return l, mask, harmonic_fill(l, mask < 0.5)

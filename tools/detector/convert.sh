@@ -56,9 +56,6 @@ assert got == want, got
 print("graph ok:", got)
 PY
 
-# 4b. expose the feature pyramid that the colorization network borrows (engine/semantics.py)
-venv/bin/python "$REPO/tools/detector/expose_features.py" nanodet.onnx
-
 # 5. compare with the file in the repository (tf2onnx names a few merged nodes differently
 #    from run to run, so the bytes may differ; the outputs must not)
 if [ -f "$OUT" ]; then
