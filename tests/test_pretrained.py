@@ -130,3 +130,18 @@ def test_tiny_run_exports_a_working_model(exported):
     hinted = c.colorize(photo, hints=hints).ab
     assert auto.shape == photo.shape[:2] + (2,) and np.isfinite(auto).all()
     assert np.abs(hinted[62, 92] - auto[62, 92]).max() > 1.0
+
+
+def test_cli_trains_and_exports_the_pretrained_encoder_network(tiny_corpus, tmp_path, capsys):
+    """`tinct train --model lite0` then `tinct export`: the pair of ONNX files the engine loads."""
+    from engine.cli import main
+
+    out = tmp_path / "run"
+    common = ["train", "--model", "lite0", "--corpus", tiny_corpus, "--out", str(out), "--steps", "2",
+              "--batch-size", "2", "--crops-per-photo", "1", "--checkpoint-every", "1", "--threads", "2"]
+    assert main(common + ["--crop", "48"]) == 2  # not a multiple of the encoder's 32
+    assert "multiple of 32" in capsys.readouterr().err and not out.exists()
+    assert main(common + ["--crop", "64"]) == 0
+    model = str(tmp_path / "m.onnx")
+    assert main(["export", str(out / "weights.pt"), "-o", model]) == 0
+    assert ModelRuntime(model).encoder is not None and os.path.exists(encoder_path_for(model))
