@@ -3,7 +3,7 @@ the CPU otherwise. Inference never imports torch.
 
 A pretrained-encoder model comes as two files: the head (the model file; its metadata names the
 encoder) and the encoder beside it. The encoder's features of the last few photos are kept
-(FeatureCache), so a hint edit on the same photo runs only the head."""
+(PhotoFeatures), so a hint edit on the same photo runs only the head."""
 
 import collections
 import hashlib
@@ -27,7 +27,7 @@ def available_providers():
     return ort.get_available_providers()
 
 
-class FeatureCache:
+class PhotoFeatures:
     """The encoder's features of the last few photos, keyed by their working-size L: a hint edit
     (GIMP's Colorize Again, an interactive window, `tinct colorize --engine` with new hints) then
     runs only the head. Same L, same features: the cached path gives the uncached pixels exactly."""
@@ -97,7 +97,7 @@ class ModelRuntime:
             self.encoder = session(encoder_path)
             self.feature_names = [o.name for o in self.encoder.get_outputs()]
             self.multiple = int(self.metadata.get("size_multiple", 32))
-            self.features = FeatureCache()
+            self.features = PhotoFeatures()
 
     @property
     def feature_cache_hits(self):

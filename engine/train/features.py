@@ -34,7 +34,7 @@ def random_crop(rng, rgb, side, max_zoom=1.25):
     return np.ascontiguousarray(crop[:, ::-1] if rng.random() < 0.5 else crop)
 
 
-class FeatureCache:
+class CorpusFeatures:
     """Read side: the crops and their features, memory-mapped."""
 
     def __init__(self, folder):

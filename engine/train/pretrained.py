@@ -19,7 +19,7 @@ from ..levin import propagate_hints
 from ..models.efficientnet import MULTIPLE, Encoder, load_pretrained
 from ..models.hintnet import HintHead, PretrainedColorNet
 from .data import HintSimulator, corpus_paths
-from .features import FeatureCache, build_cache
+from .features import CorpusFeatures, build_cache
 from .holdout import split_paths
 from .loop import CHECKPOINT, WEIGHTS, log_interval, lr_at, optimizer_step, save_atomic, soft_targets
 
@@ -84,7 +84,7 @@ def train_pretrained(corpus, out_dir, steps=3000, batch_size=16, window=128, lr=
     os.makedirs(out_dir, exist_ok=True)
     cache_dir = feature_cache or os.path.join(out_dir, "features")
     build_cache(train_paths, cache_dir, encoder, crops_per_photo=crops_per_photo, seed=seed, progress=progress)
-    batches = WindowBatches(FeatureCache(cache_dir), window, seed)
+    batches = WindowBatches(CorpusFeatures(cache_dir), window, seed)
     head.to(device).train()
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
     ckpt_path = os.path.join(out_dir, CHECKPOINT)
