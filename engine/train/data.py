@@ -91,6 +91,18 @@ class HintSimulator:
             mask[cy:cy + size, cx:cx + size] = 1.0
         return hint_ab, mask
 
+    def sample(self, rgb):
+        """One training sample of an RGB crop (sides multiples of 4): L, ab, simulated local hints,
+        their propagation along edges (as the pipeline computes it) and global hints, channels first."""
+        lab = rgb_to_lab(rgb)
+        l, ab = lab[..., 0], lab[..., 1:]
+        hint_ab, mask = self.local(ab)
+        h, w = l.shape
+        ab_small = ab.reshape(h // 4, 4, w // 4, 4, 2).mean((1, 3))
+        return {"l": l[None], "ab": ab.transpose(2, 0, 1), "hint_ab": hint_ab.transpose(2, 0, 1),
+                "hint_mask": mask[None], "hint_prop": propagate_hints(l, hint_ab, mask).transpose(2, 0, 1),
+                "global_hints": self.global_vector(rgb, ab_small)}
+
     def global_vector(self, rgb, ab_small):
         vec = np.zeros(GLOBAL_DIM, np.float32)
         if self.rng.random() < self.p_hist:
@@ -118,24 +130,16 @@ class BatchMaker:
         self.hints = HintSimulator(rng)
 
     def sample(self):
-        rgb = random_crop(self.rng, self.images[int(self.rng.integers(len(self.images)))], self.crop, self.min_scale)
-        lab = rgb_to_lab(rgb)
-        ab = lab[..., 1:]
-        hint_ab, mask = self.hints.local(ab)
-        c = self.crop // 4
-        ab_small = ab.reshape(c, 4, c, 4, 2).mean((1, 3))
-        return {
-            "l": lab[..., 0][None],
-            "ab": ab.transpose(2, 0, 1),
-            "hint_ab": hint_ab.transpose(2, 0, 1),
-            "hint_mask": mask[None],
-            "hint_prop": propagate_hints(lab[..., 0], hint_ab, mask).transpose(2, 0, 1),
-            "global_hints": self.hints.global_vector(rgb, ab_small),
-        }
+        return self.hints.sample(
+            random_crop(self.rng, self.images[int(self.rng.integers(len(self.images)))], self.crop, self.min_scale))
 
     def batch(self, size):
-        samples = [self.sample() for _ in range(size)]
-        return {k: np.stack([s[k] for s in samples]).astype(np.float32) for k in samples[0]}
+        return stack_samples([self.sample() for _ in range(size)])
+
+
+def stack_samples(samples):
+    """Training samples (dicts of arrays) -> one float32 batch."""
+    return {k: np.stack([s[k] for s in samples]).astype(np.float32) for k in samples[0]}
 
 
 _WORKER_MAKER = None  # the BatchMaker a forked worker inherited (its photos are shared, not copied)

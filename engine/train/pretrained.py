@@ -13,12 +13,10 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..color import rgb_to_lab
 from ..gamut import ab_bins
-from ..levin import propagate_hints
 from ..models.efficientnet import MULTIPLE, Encoder, load_pretrained
 from ..models.hintnet import HintHead, PretrainedColorNet
-from .data import HintSimulator, corpus_paths
+from .data import HintSimulator, corpus_paths, stack_samples
 from .features import CorpusFeatures, build_cache
 from .holdout import split_paths
 from .loop import CHECKPOINT, WEIGHTS, log_interval, lr_at, optimizer_step, save_atomic, soft_targets
@@ -42,19 +40,12 @@ class WindowBatches:
         positions = (self.cache.side - self.window) // MULTIPLE + 1
         y, x = (int(v) * MULTIPLE for v in self.rng.integers(0, positions, 2))
         rgb, feats = self.cache.window(int(self.rng.integers(len(self.cache))), y, x, self.window)
-        lab = rgb_to_lab(rgb)
-        l, ab = lab[..., 0], lab[..., 1:]
-        hint_ab, mask = self.hints.local(ab)
-        c = self.window // 4
-        out = {"l": l[None], "ab": ab.transpose(2, 0, 1), "hint_ab": hint_ab.transpose(2, 0, 1), "hint_mask": mask[None],
-               "hint_prop": propagate_hints(l, hint_ab, mask).transpose(2, 0, 1),
-               "global_hints": self.hints.global_vector(rgb, ab.reshape(c, 4, c, 4, 2).mean((1, 3)))}
+        out = self.hints.sample(rgb)
         out.update(("f%d" % s, f) for s, f in zip((4, 8, 16, 32), feats))
         return out
 
     def batch(self, size):
-        samples = [self.sample() for _ in range(size)]
-        return {k: np.stack([s[k] for s in samples]).astype(np.float32) for k in samples[0]}
+        return stack_samples([self.sample() for _ in range(size)])
 
 
 def head_loss(head, batch, bins, dist_weight=0.5, huber_delta=5.0):
