@@ -5,20 +5,11 @@ web browser through gui_server.py, or (no display at all) the command line with 
 import os
 import sys
 
+from engine.pageserver import no_display_reason
+
 from . import actions
 from .gui_api import GuiApi
 from .gui_server import GUI_DIR, GuiServer
-
-
-def no_display_reason(env=None, platform=None):
-    """Why no window can open here (None when one can)."""
-    env = os.environ if env is None else env
-    platform = platform or sys.platform
-    if platform.startswith("win") or platform == "darwin":
-        return None
-    if not env.get("DISPLAY") and not env.get("WAYLAND_DISPLAY"):
-        return "no display found (neither DISPLAY nor WAYLAND_DISPLAY is set)"
-    return None
 
 
 def _options(args):

@@ -13,7 +13,7 @@ import time
 from collections import deque
 
 from .framing import FrameError, SocketStream, encode_frame, read_frame
-from .protocol import ProtocolError, check_request, error_header, request_id
+from .protocol import PIXEL_REQUESTS, ProtocolError, check_request, error_header, request_id
 from .worker import Job
 
 MAX_JOBS_PER_CONNECTION = 8
@@ -116,7 +116,7 @@ class Connection:
             self.send(self.server.hello_reply(rid))
         elif kind == "status":
             self.send(self.server.status_reply(rid))
-        elif kind == "colorize":
+        elif kind in PIXEL_REQUESTS:
             self._queue(request)
         elif kind == "cancel":
             with self.jobs_lock:

@@ -10,7 +10,9 @@ import hmac
 import numpy as np
 
 PROTOCOL_VERSION = 1
-REQUESTS = ("hello", "colorize", "cancel", "status", "shutdown")
+REQUESTS = ("hello", "colorize", "suggest", "cancel", "status", "shutdown")
+PIXEL_REQUESTS = ("colorize", "suggest")  # the requests that carry pixel buffers and queue for the worker
+MAX_SUGGESTIONS = 32
 PHOTO_DTYPES = ("uint8", "uint16", "float32")
 MASK_DTYPES = ("uint8", "uint16", "float32")
 MAX_INSTANCES = 64
@@ -92,6 +94,8 @@ def size_text(h, w):
 
 class ColorizeRequest:
     """A checked colorize request; arrays are views on the frame's payload."""
+
+    kind = "colorize"
 
     def __init__(self, rid, photo, hints, reference, damage, instances, options, notes):
         self.id = rid
@@ -311,12 +315,50 @@ def decode_colorize(frame, rid, max_pixels):
     return ColorizeRequest(rid, photo, hints, reference, damage, masks, options, notes)
 
 
+class SuggestRequest(ColorizeRequest):
+    """A checked suggest request: the likeliest colors at one pixel of the photo (engine/suggest.py)."""
+
+    kind = "suggest"
+
+    def __init__(self, rid, photo, hints, reference, options, notes, at, count):
+        ColorizeRequest.__init__(self, rid, photo, hints, reference, None, [], options, notes)
+        self.at = at
+        self.count = count
+
+
+def decode_suggest(frame, rid, max_pixels):
+    """A SuggestRequest from a suggest frame: photo, hints and reference as for colorize, plus
+    "at": [x, y] and "count"; options size and device only."""
+    header = frame.header
+    bufs = _Buffers(frame.buffers)
+    notes = []
+    options = header.get("options") or {}
+    if not isinstance(options, dict) or set(options) - {"size", "device"}:
+        raise ProtocolError("bad_request", "suggest takes the options size and device only")
+    options = check_options(dict(options, ab="float16"))
+    photo = _photo(bufs, header, max_pixels)
+    hints = _hints(bufs, header, photo.shape[:2], max_pixels, notes)
+    reference = _reference(bufs, header, max_pixels)
+    bufs.check_all_used()
+    at = header.get("at")
+    if not (isinstance(at, list) and len(at) == 2 and all(_is_int(v) for v in at)):
+        raise ProtocolError("bad_request", "suggest needs \"at\": [x, y], a pixel of the photo, got %s" % _show(at))
+    if not (0 <= at[0] < photo.shape[1] and 0 <= at[1] < photo.shape[0]):
+        raise ProtocolError("bad_request", "\"at\" %d, %d lies outside the %s photo"
+                            % (at[0], at[1], size_text(*photo.shape[:2])))
+    count = header.get("count", 8)
+    if not _is_int(count) or not 1 <= count <= MAX_SUGGESTIONS:
+        raise ProtocolError("bad_request", "\"count\" must be a whole number from 1 to %d, got %s"
+                            % (MAX_SUGGESTIONS, _show(count)))
+    return SuggestRequest(rid, photo, hints, reference, options, notes, (at[0], at[1]), count)
+
+
 def check_request(frame, token, greeted, max_pixels):
     """(type, id, ColorizeRequest or None) for a client's frame, everything checked; ProtocolError otherwise.
 
     greeted: whether this connection's hello already succeeded (it must come first)."""
     kind, rid = check_envelope(frame.header, token)
-    if frame.buffers and kind != "colorize":
+    if frame.buffers and kind not in PIXEL_REQUESTS:
         raise ProtocolError("bad_request", "%s carries no pixel buffers, but this one has %d" % (kind, len(frame.buffers)))
     if not greeted and kind != "hello":
         raise ProtocolError("bad_request", "the first message on a connection must be hello, not %s" % kind)
@@ -324,7 +366,11 @@ def check_request(frame, token, greeted, max_pixels):
         check_hello(frame.header)
     if kind == "cancel" and valid_id(frame.header.get("target")) is None:
         raise ProtocolError("bad_request", "cancel needs \"target\": the id of the request to cancel")
-    request = decode_colorize(frame, rid, max_pixels) if kind == "colorize" else None
+    request = None
+    if kind == "colorize":
+        request = decode_colorize(frame, rid, max_pixels)
+    elif kind == "suggest":
+        request = decode_suggest(frame, rid, max_pixels)
     return kind, rid, request
 
 

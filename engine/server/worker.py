@@ -149,7 +149,8 @@ class Worker:
         t0 = time.time()
         try:
             job.check()
-            header, arrays = self._colorize(job, t0)
+            run = self._suggest if job.request.kind == "suggest" else self._colorize
+            header, arrays = run(job, t0)
         except Cancelled:
             self._finish(job, error=job.cancel_reason)
         except TinctError as exc:
@@ -225,6 +226,21 @@ class Worker:
         for i, name in enumerate(names):
             header[name] = {"buffer": i}
         return header, arrays
+
+
+    def _suggest(self, job, t0):
+        """The distribution head's likeliest colors at one pixel (engine/suggest.py); no pixels go back."""
+        from ..suggest import suggest_colors
+
+        req = job.request
+        hints = compose_hint_layers(req.hints, req.height, req.width) if req.hints else None
+        job.report(0.1, "Suggesting colors")
+        colors = suggest_colors(self.colorizer_for(req.options["device"]), req.photo, req.at[0], req.at[1], hints,
+                                req.reference, req.options["size"], req.count)
+        info = {"queue_s": round(t0 - job.enqueued, 4), "suggest_s": round(time.time() - t0, 4)}
+        if req.notes:
+            info["ignored"] = list(req.notes)
+        return {"type": "suggestions", "id": job.id, "colors": colors, "info": info}, []
 
 
 def build_outputs(result, render_bits, ab_dtype, job=None):

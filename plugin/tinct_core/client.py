@@ -315,8 +315,20 @@ class EngineClient(object):
         progress(fraction, message) is called as the engine works; cancel() -> True stops the request.
         Returns {"rgb": {data, width, height, channels, dtype}?, "ab": {...}?, "info": {...}, "width", "height"};
         data is a bytearray (bytes-like: wrap it with bytes() or numpy.frombuffer())."""
-        self._cancel.clear()
         header, datas = build_colorize(photo, hints, reference, damage, instances, options)
+        return self._pixel_request(header, datas, progress, cancel)
+
+    def suggest(self, photo, at, hints=None, reference=None, count=8, options=None):
+        """The likeliest colors at pixel at=(x, y) of the photo, from the network's distribution head:
+        [{"rgb": [r, g, b], "ab": [a, b], "probability": p}, ...] best first. options: size, device."""
+        header, datas = build_colorize(photo, hints, reference, options=options)
+        for unused in ("damage", "instances"):
+            header.pop(unused)
+        header.update(type="suggest", at=[int(at[0]), int(at[1])], count=int(count))
+        return self._pixel_request(header, datas, None, None)["colors"]
+
+    def _pixel_request(self, header, datas, progress, cancel):
+        self._cancel.clear()
         conn = self._open(self.autostart)
         try:
             rid = self._next_id()
@@ -411,10 +423,10 @@ class EngineClient(object):
                 continue
             if kind == "error":
                 raise _error_from(header)
-            if kind == "result":
+            if kind in ("result", "suggestions"):
                 if state["cancel_sent"] is not None:
                     raise EngineCancelled("cancelled")
-                return _result(header, datas)
+                return _result(header, datas) if kind == "result" else header
             raise EngineError("the engine sent an unexpected %s message" % kind)
 
     # ---- connecting and starting ----
