@@ -18,8 +18,11 @@ COMMAND_MODULES = (
     "engine.suggest",
     "engine.evaluate",
     "engine.evaluate_restore",
+    "engine.detect_damage",
+    "engine.evaluate_damage",
     "engine.contact_sheet",
     "engine.train.commands",
+    "engine.train.damage",
     "engine.server.commands",
 )
 

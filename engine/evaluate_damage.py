@@ -1,0 +1,148 @@
+"""`tinct eval-damage`: how well the damage detector finds damage, and what that is worth to
+the restoration.
+
+Protocol, on a folder never trained on (../shared/val): each photo is scaled so its short
+side is SIDE and center-cropped to SIDE x SIDE, turned to lightness, and made an old damaged
+print by engine/damage_synth.py (ageing, damage, scan; seed fixed per photo, no scene lines).
+- precision, recall and F1 of the detected mask against the synthesizer's truth, over all
+  pixels of all photos; also with a 1-pixel tolerance (a flag next to true damage is not a
+  false alarm, true damage next to a flag is found), since a crack's edge pixel is ambiguous;
+- flagged share on the clean photos, as they are and at their own size; on the same photos
+  aged and scanned without damage; and with thin scene lines (hair, branches, wires, rigging,
+  text; one kind per photo in turn) drawn in as content: the hard negatives;
+- whole-crop PSNR of the restoration (engine/restore.py) given the true mask and given the
+  detected mask, against the same print without damage; and of the damaged print left as is.
+"""
+
+import argparse
+import json
+import os
+
+import numpy as np
+from PIL import Image
+
+from . import TinctError
+
+SIDE = 384
+
+
+def _counts(pred, truth):
+    from scipy import ndimage
+
+    near_truth = ndimage.binary_dilation(truth, np.ones((3, 3), bool))
+    near_pred = ndimage.binary_dilation(pred, np.ones((3, 3), bool))
+    return np.array([(pred & truth).sum(), (pred & ~truth).sum(), (~pred & truth).sum(),
+                     (pred & ~near_truth).sum(), (truth & ~near_pred).sum(), pred.sum(), truth.sum()], np.int64)
+
+
+def _scores(c):
+    tp, fp, fn, fp_tol, fn_tol, npred, ntrue = [float(x) for x in c]
+    p, r = tp / max(npred, 1), tp / max(ntrue, 1)
+    pt, rt = 1 - fp_tol / max(npred, 1), 1 - fn_tol / max(ntrue, 1)
+    f = lambda a, b: 2 * a * b / max(a + b, 1e-12)  # noqa: E731
+    return {"precision": p, "recall": r, "f1": f(p, r), "precision_1px": pt, "recall_1px": rt, "f1_1px": f(pt, rt)}
+
+
+def run_eval_damage(folder, limit=None, detector=None, restorer=None, threshold=None, seed=0, progress=True,
+                    restore=True):
+    """The numbers of the protocol above, as a dict."""
+    from .color import rgb_to_lab
+    from .damage_synth import NEGATIVE_KINDS, DamageSynth
+    from .detect_damage import Detector
+    from .evaluate import center_crop
+    from .evaluate_restore import _psnr_gray
+    from .restore import Restorer
+    from .train.data import list_images
+
+    paths = list_images(folder)[:limit] if limit else list_images(folder)
+    if not paths:
+        raise TinctError("%s: no photos" % folder)
+    detector = detector or Detector()
+    threshold = detector.threshold if threshold is None else threshold
+    restorer = (restorer or Restorer()) if restore else None
+    counts = np.zeros(7, np.int64)
+    flagged = {"clean": [], "aged": []}
+    negatives = {k: [] for k in NEGATIVE_KINDS}
+    psnr = {"damaged": [], "true_mask": [], "detected_mask": []}
+    damaged_share = []
+    it = enumerate(paths)
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(it, total=len(paths), desc="eval-damage", unit="photo")
+    for i, path in it:
+        with Image.open(path) as im:
+            rgb = np.asarray(im.convert("RGB"))
+        flagged["clean"].append(float((detector.probability(rgb) >= threshold).mean()))
+        l = rgb_to_lab(center_crop(rgb, SIDE))[..., 0]
+        synth = DamageSynth(np.random.default_rng([seed, i]))
+        damaged, truth, reference = synth.sample(l, damaged=True, negatives=False, reference=True)
+        pred = detector.probability_l(damaged) >= threshold
+        counts += _counts(pred, truth)
+        damaged_share.append(float(truth.mean()))
+        aged, _ = DamageSynth(np.random.default_rng([seed, i, 1])).sample(l, damaged=False, negatives=False)
+        flagged["aged"].append(float((detector.probability_l(aged) >= threshold).mean()))
+        kind = NEGATIVE_KINDS[i % len(NEGATIVE_KINDS)]
+        lines, _ = DamageSynth(np.random.default_rng([seed, i, 2])).sample(l, damaged=False, negatives=[kind])
+        negatives[kind].append(float((detector.probability_l(lines) >= threshold).mean()))
+        if restorer is not None:
+            psnr["damaged"].append(_psnr_gray(damaged, reference))
+            psnr["true_mask"].append(_psnr_gray(restorer.fill(damaged, ~truth), reference))
+            psnr["detected_mask"].append(_psnr_gray(restorer.fill(damaged, ~pred), reference))
+    mean = lambda v: float(np.mean(v)) if v else None  # noqa: E731
+    return {"photos": len(paths), "side": SIDE, "threshold": threshold, "seed": seed,
+            "damaged_share": mean(damaged_share), "mask": _scores(counts),
+            "flagged": {k: mean(v) for k, v in flagged.items()},
+            "flagged_hard_negatives": {k: mean(v) for k, v in negatives.items()},
+            "flagged_hard_negatives_all": mean(sum(negatives.values(), [])),
+            "restoration_psnr": {k: mean(v) for k, v in psnr.items()}}
+
+
+def format_report(r):
+    m = r["mask"]
+    lines = ["Damage detection on %d photos (%dx%d crops, synthetic damage on %.1f %% of pixels, threshold %.2f)"
+             % (r["photos"], r["side"], r["side"], 100 * r["damaged_share"], r["threshold"]),
+             "mask           precision %.3f  recall %.3f  F1 %.3f" % (m["precision"], m["recall"], m["f1"]),
+             "  1-px tolerance precision %.3f  recall %.3f  F1 %.3f" % (m["precision_1px"], m["recall_1px"],
+                                                                        m["f1_1px"]),
+             "flagged share  clean photos %.3f %%   aged, no damage %.3f %%   hard negatives %.3f %%" % (
+                 100 * r["flagged"]["clean"], 100 * r["flagged"]["aged"], 100 * r["flagged_hard_negatives_all"]),
+             "  hard negatives by kind: " + ", ".join("%s %.3f %%" % (k, 100 * v) for k, v in
+                                                      r["flagged_hard_negatives"].items() if v is not None)]
+    p = r["restoration_psnr"]
+    if p["true_mask"] is not None:
+        lines.append("restoration PSNR (whole crop)  true mask %.2f dB   detected mask %.2f dB   (%+.2f)   "
+                     "left damaged %.2f dB" % (p["true_mask"], p["detected_mask"], p["detected_mask"] - p["true_mask"],
+                                              p["damaged"]))
+    return "\n".join(lines)
+
+
+def register(sub):
+    p = sub.add_parser("eval-damage", help="measure damage detection (precision, recall, F1, false alarms)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, description=__doc__,
+                       epilog="example:\n  tinct eval-damage ../shared/val --json runs/eval_damage.json")
+    p.add_argument("dir", help="folder of photos without damage")
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N photos (sorted by name)")
+    p.add_argument("--threshold", type=float, metavar="T", help="damage probability from which a pixel is "
+                                                                "flagged (default: the model's)")
+    p.add_argument("--damage-model", metavar="ONNX", help="evaluate another damage-detection ONNX model")
+    p.add_argument("--no-restore", action="store_true", help="skip the restoration PSNR (faster)")
+    p.add_argument("--seed", type=int, default=0, help="damage seed (default 0)")
+    p.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    from .detect_damage import Detector
+
+    if not os.path.isdir(args.dir):
+        raise TinctError("%s: folder not found" % args.dir)
+    if args.threshold is not None and not 0 < args.threshold < 1:
+        raise TinctError("--threshold must be between 0 and 1")
+    results = run_eval_damage(args.dir, args.limit, Detector(args.damage_model), threshold=args.threshold,
+                              seed=args.seed, restore=not args.no_restore)
+    print(format_report(results))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    return 0

@@ -1,0 +1,209 @@
+"""Training the damage detector (engine/models/damage_unet.py) on ../shared/corpus, and its
+ONNX export: `tinct train-damage`, `tinct export-damage`.
+
+Samples: a random scaled, cropped, flipped corpus photo's L, made an old damaged print by
+`engine.damage_synth.DamageSynth` (scene lines that are not damage, ageing, damage, scan);
+the target is the synthesizer's truth mask. Loss: binary cross-entropy plus soft Dice over
+the batch; Dice keeps the rare damaged pixels (a few % of a crop) from being drowned by the
+intact ones, which is what the F1 target measures.
+
+Resumes from OUT/checkpoint.pt like the other networks' training.
+"""
+
+import argparse
+import json
+import os
+
+import numpy as np
+
+from .. import TinctError
+
+DEFAULT_CORPUS = os.path.join("..", "shared", "corpus")
+
+
+class DamageBatchMaker:
+    """Random crops of the corpus photos' L, made old and damaged, with their truth masks."""
+
+    def __init__(self, ls, crop=128, seed=0):
+        from ..damage_synth import DamageSynth
+
+        self.ls = ls
+        self.crop = crop
+        self.rng = np.random.default_rng(seed)
+        self.synth = DamageSynth(self.rng)
+
+    def sample(self):
+        from .data import random_crop
+
+        gray = self.ls[int(self.rng.integers(len(self.ls)))]
+        l = random_crop(self.rng, gray, self.crop, min_scale=0.0).astype(np.float32) / 2.55
+        return self.synth.sample(l)
+
+    def batch(self, n):
+        ls, masks = zip(*(self.sample() for _ in range(n)))
+        return {"l": np.stack(ls)[:, None].astype(np.float32), "mask": np.stack(masks)[:, None].astype(np.float32)}
+
+
+def load_corpus_l(folder, limit=None, progress=True):
+    """The corpus photos' lightness as uint8 (L * 2.55): a third of the memory of RGB."""
+    from PIL import Image
+
+    from ..color import rgb_to_lab
+    from .data import corpus_paths
+
+    paths = corpus_paths(folder, limit)
+    if progress:
+        from tqdm import tqdm
+
+        paths = tqdm(paths, desc="loading corpus", unit="photo")
+    out = []
+    for p in paths:
+        with Image.open(p) as im:
+            l = rgb_to_lab(np.asarray(im.convert("RGB")))[..., 0]
+        out.append(np.clip(np.round(l * 2.55), 0, 255).astype(np.uint8))
+    return out
+
+
+def damage_loss(model, batch, _bins=None):
+    import torch
+    from torch.nn import functional as F
+
+    logits = model(batch["l"])
+    target = batch["mask"]
+    bce = F.binary_cross_entropy_with_logits(logits, target)
+    p = torch.sigmoid(logits)
+    dice = 1 - (2 * (p * target).sum() + 1) / (p.sum() + target.sum() + 1)
+    with torch.no_grad():
+        hit = (p > 0.5).float()
+        tp, fp, fn = (hit * target).sum(), (hit * (1 - target)).sum(), ((1 - hit) * target).sum()
+        f1 = (2 * tp / (2 * tp + fp + fn).clamp(min=1)).item()
+    return bce + dice, {"bce": bce.item(), "dice": dice.item(), "f1": f1}
+
+
+def load_damage_model(path):
+    import torch
+
+    from ..models.damage_unet import DamageUNet
+
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("task") != "damage":
+        raise ValueError("%s is not a damage-detector checkpoint" % path)
+    model = DamageUNet(**state["config"])
+    model.load_state_dict(state["model"])
+    return model.eval(), state
+
+
+def train_damage(corpus, out_dir, steps=6000, batch_size=16, crop=128, lr=2e-3, widths=(16, 32, 48, 64), seed=0,
+                 limit=None, checkpoint_every=100, threads=1, log=print, progress=True):
+    """Train (or resume) the damage detector; returns the checkpoint path."""
+    import torch
+
+    from ..models.damage_unet import DamageUNet
+    from .loop import CHECKPOINT, pick_device, train_steps
+
+    if threads:
+        torch.set_num_threads(threads)
+    multiple = 2 ** len(widths)
+    if crop % multiple:
+        raise ValueError("--crop must be a multiple of %d for this network" % multiple)
+    os.makedirs(out_dir, exist_ok=True)
+    device = pick_device()
+    torch.manual_seed(seed)
+    ckpt_path = os.path.join(out_dir, CHECKPOINT)
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=False) if os.path.exists(ckpt_path) else None
+    if state is not None and state.get("task") != "damage":
+        raise ValueError("%s holds another network's training; use a new --out" % ckpt_path)
+    config = state["config"] if state else {"widths": list(widths)}
+    model = DamageUNet(**config)
+    if state:
+        model.load_state_dict(state["model"])
+    model.to(device).train()
+    maker = DamageBatchMaker(load_corpus_l(corpus, limit, progress), crop=crop, seed=seed)
+    return train_steps("damage", model, model.parameters(), maker, damage_loss, out_dir, steps, batch_size, lr,
+                       {"config": config, "task": "damage"}, state, log, progress, checkpoint_every, device,
+                       betas=(0.9, 0.999))
+
+
+def export_damage(ckpt_path, out_path, opset=17):
+    """Checkpoint -> ONNX (input l, output damage probability), sides dynamic (multiples of size_multiple)."""
+    import warnings
+
+    import torch
+
+    from .. import __version__
+    from .export import write_metadata
+
+    model, state = load_damage_model(ckpt_path)
+
+    class Probability(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, l):
+            return torch.sigmoid(self.net(l))
+
+    m = model.size_multiple
+    axes = {name: {0: "batch", 2: "height", 3: "width"} for name in ("l", "damage")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Probability(model).eval(), torch.rand(1, 1, 2 * m, 3 * m) * 100, out_path,
+                          input_names=["l"], output_names=["damage"], dynamic_axes=axes, opset_version=opset,
+                          dynamo=False, do_constant_folding=True)
+    write_metadata(out_path, {"tinct_version": __version__, "task": "damage", "config": json.dumps(state["config"]),
+                              "train_step": str(state["step"]), "size_multiple": str(m)})
+    return out_path
+
+
+def register(sub):
+    t = sub.add_parser(
+        "train-damage", help="train the damage detector (resumable)",
+        formatter_class=argparse.RawDescriptionHelpFormatter, description=__doc__,
+        epilog="""The shipped detector came from (engine/weights/MODEL_CARD_DAMAGE.md):
+  tinct train-damage --out runs/damage --steps 6000 --threads 1
+  tinct export-damage runs/damage/checkpoint.pt -o engine/weights/tinct-damage.onnx
+Measure it with `tinct eval-damage ../shared/val`.""")
+    t.add_argument("--corpus", default=DEFAULT_CORPUS, help="folder of training photos (default %(default)s)")
+    t.add_argument("--out", default=os.path.join("runs", "damage"), help="run folder for checkpoint and log")
+    t.add_argument("--steps", type=int, default=6000, help="total steps to reach (default %(default)s)")
+    t.add_argument("--batch-size", type=int, default=16)
+    t.add_argument("--crop", type=int, default=128, help="training crop side in pixels (multiple of 16)")
+    t.add_argument("--lr", type=float, default=2e-3, help="peak learning rate, cosine decay to 10%% (default %(default)s)")
+    t.add_argument("--widths", default="16,32,48,64", help="channels per level (default %(default)s)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--limit", type=int, help="use only the first N photos (for quick checks)")
+    t.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default %(default)s)")
+    t.add_argument("--checkpoint-every", type=int, default=100)
+    t.set_defaults(func=run_train)
+
+    e = sub.add_parser("export-damage", help="export a damage-detector checkpoint to ONNX")
+    e.add_argument("checkpoint", help="a checkpoint.pt written by `tinct train-damage`")
+    e.add_argument("-o", "--output", default=os.path.join("engine", "weights", "tinct-damage.onnx"))
+    e.set_defaults(func=run_export)
+
+
+def run_train(args):
+    try:
+        widths = tuple(int(w) for w in args.widths.split(","))
+    except ValueError:
+        raise TinctError("--widths takes channel counts separated by commas, e.g. 16,32,48,64")
+    if not os.path.isdir(args.corpus):
+        raise TinctError("%s: training folder not found" % args.corpus)
+    try:
+        path = train_damage(args.corpus, args.out, args.steps, args.batch_size, args.crop, args.lr, widths, args.seed,
+                            args.limit, args.checkpoint_every, args.threads)
+    except ValueError as exc:
+        raise TinctError(str(exc))
+    print("checkpoint: %s" % path)
+    return 0
+
+
+def run_export(args):
+    if not os.path.exists(args.checkpoint):
+        raise TinctError("%s: checkpoint not found" % args.checkpoint)
+    try:
+        export_damage(args.checkpoint, args.output)
+    except ValueError as exc:
+        raise TinctError(str(exc))
+    print("wrote %s" % args.output)
+    return 0
