@@ -77,6 +77,9 @@ exit status is 2.""")
     b.add_argument("--hints-dir", metavar="DIR", help="folder of hint images matched by file name")
     b.add_argument("--damage-dir", metavar="DIR", help="folder of damage masks matched by file name")
     add_common(b)
+    from .batch_ray import add_ray_options
+
+    add_ray_options(b)
     b.set_defaults(func=run_batch)
 
 
@@ -235,6 +238,12 @@ def find_by_stem(folder, stem):
 
 
 def run_batch(args):
+    if getattr(args, "ray", None) is not None:
+        from .batch_ray import run_batch_ray
+
+        return run_batch_ray(args)
+    if getattr(args, "ray_actors", None):
+        raise TinctError("--ray-actors needs --ray")
     if not os.path.isdir(args.input_dir):
         raise TinctError("%s: not a folder" % args.input_dir)
     if args.hints_dir and not os.path.isdir(args.hints_dir):
