@@ -46,6 +46,7 @@ def register(sub):
   tinct colorize photo.jpg -o out.png --size 384
   tinct colorize photo.jpg --hints dots.png     follow painted color dots
   tinct colorize photo.jpg --damage marks.png   fill scratches and tears first
+  tinct colorize photo.jpg --damage auto        find them (tinct detect-damage), then fill them
 
 hints: a PNG the size of the photo, transparent everywhere except where you paint.
 Each painted pixel says "this spot has this color"; a single pixel is enough.
@@ -57,7 +58,8 @@ of the photo changes.
     p.add_argument("input", help="the photo (PNG, JPEG, TIFF, ...; gray or color; 8 or 16 bits)")
     p.add_argument("-o", "--output", help="where to write the PNG (default: <name>_color.png beside the input)")
     p.add_argument("--hints", metavar="HINTS.png", help="RGBA hint image the size of the photo")
-    p.add_argument("--damage", metavar="MASK.png", help="damage mask the size of the photo: painted pixels are "
+    p.add_argument("--damage", metavar="MASK.png|auto", help="auto: find the damage with the detector; or a "
+                                                             "damage mask the size of the photo: painted pixels are "
                                                         "restored before colorizing")
     p.add_argument("--engine", action="store_true",
                    help="send the work to the running engine (`tinct serve`), starting it if needed")
@@ -75,7 +77,8 @@ exit status is 2.""")
     b.add_argument("input_dir")
     b.add_argument("output_dir")
     b.add_argument("--hints-dir", metavar="DIR", help="folder of hint images matched by file name")
-    b.add_argument("--damage-dir", metavar="DIR", help="folder of damage masks matched by file name")
+    b.add_argument("--damage-dir", metavar="DIR|auto", help="folder of damage masks matched by file name, or auto: "
+                                                            "find each photo's damage with the detector")
     add_common(b)
     from .batch_ray import add_ray_options
 
@@ -106,6 +109,15 @@ def load_hints(hints_path, photo, photo_path):
     return hints
 
 
+AUTO = "auto"  # --damage / --damage-dir: the detector finds the damage (engine/detect_damage.py)
+
+
+def make_detector(args):
+    from .detect_damage import Detector
+
+    return Detector(device=args.device)
+
+
 def load_damage(damage_path, photo, photo_path):
     """The damage mask for `photo` as bool (H, W), checked against it."""
     from .restore import damage_from_image
@@ -118,14 +130,19 @@ def load_damage(damage_path, photo, photo_path):
 
 
 def colorize_file(colorizer, in_path, out_path, hints_path=None, reference=None, args=None, progress=None,
-                  damage_path=None, restorer=None):
-    """Colorize one file, restoring its damage mask first when given; raises TinctError naming the
-    file on bad input. Nothing is written on failure."""
+                  damage_path=None, restorer=None, detector=None):
+    """Colorize one file, restoring its damage mask first when given (damage_path AUTO: the mask
+    `detector` finds); raises TinctError naming the file on bad input. Nothing is written on failure."""
     photo = load_image(in_path, "image")
     hints = load_hints(hints_path, photo, in_path) if hints_path else None
-    damage = load_damage(damage_path, photo, in_path) if damage_path else None
+    damage = load_damage(damage_path, photo, in_path) if damage_path and damage_path != AUTO else None
     restored = 0
     try:
+        if damage_path == AUTO:
+            from .restore import split_progress
+
+            found, progress = split_progress(progress, 0.1)
+            damage = detector.detect(photo, progress=found)
         if damage is not None:
             from .restore import split_progress
 
@@ -215,7 +232,8 @@ def run_colorize(args):
         with warnings.catch_warnings():  # instance messages are printed below, once
             warnings.simplefilter("ignore", UserWarning)
             result = colorize_file(colorizer, args.input, out, args.hints, reference, args, progress,
-                                   damage_path=args.damage, restorer=make_restorer(args) if args.damage else None)
+                                   damage_path=args.damage, restorer=make_restorer(args) if args.damage else None,
+                                   detector=make_detector(args) if args.damage == AUTO else None)
     print("%s -> %s (%dx%d, %s on %s%s)" % (args.input, out, result.width, result.height,
                                             result.info["method"], result.info["device"],
                                             summarize_instances(result.info)))
@@ -248,7 +266,7 @@ def run_batch(args):
         raise TinctError("%s: not a folder" % args.input_dir)
     if args.hints_dir and not os.path.isdir(args.hints_dir):
         raise TinctError("%s: hints folder not found" % args.hints_dir)
-    if args.damage_dir and not os.path.isdir(args.damage_dir):
+    if args.damage_dir and args.damage_dir != AUTO and not os.path.isdir(args.damage_dir):
         raise TinctError("%s: damage folder not found" % args.damage_dir)
     files = sorted(f for f in os.listdir(args.input_dir)
                    if os.path.isfile(os.path.join(args.input_dir, f)) and not f.startswith("."))
@@ -263,6 +281,9 @@ def run_batch(args):
     restorer = make_restorer(args) if args.damage_dir else None
     if restorer:
         restorer.runtime
+    detector = make_detector(args) if args.damage_dir == AUTO else None
+    if detector:
+        detector.runtime
     from tqdm import tqdm
 
     failures = []
@@ -274,7 +295,8 @@ def run_batch(args):
             result = colorize_file(colorizer, os.path.join(args.input_dir, name),
                                    os.path.join(args.output_dir, stem + ".png"),
                                    find_by_stem(args.hints_dir, stem), reference, args,
-                                   damage_path=find_by_stem(args.damage_dir, stem), restorer=restorer)
+                                   damage_path=AUTO if detector else find_by_stem(args.damage_dir, stem),
+                                   restorer=restorer, detector=detector)
             done += 1
             with_instances += result.info.get("instances", {}).get("model") == "fused"
         except TinctError as exc:

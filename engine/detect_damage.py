@@ -18,7 +18,7 @@ from .runtime import WEIGHTS_DIR
 
 DEFAULT_DAMAGE_MODEL = os.path.join(WEIGHTS_DIR, "tinct-damage.onnx")
 WINDOW = 1024  # the most a window's side holds, margins included
-MARGIN = 48  # context each side of a window's core: about the network's reach
+MARGIN = 64  # context each side of a window's core: about the network's reach
 DEFAULT_THRESHOLD = 0.5
 
 

@@ -222,7 +222,7 @@ def colorize_via_engine(in_path, out_path, hints_path=None, reference_path=None,
         hints = [h]
     reference = load_image(reference_path, "reference image") if reference_path else None
     damage = None
-    if damage_path:
+    if damage_path and damage_path != "auto":
         from ..commands import load_damage
 
         damage = load_damage(damage_path, photo, in_path).astype(np.uint8) * 255
@@ -234,6 +234,9 @@ def colorize_via_engine(in_path, out_path, hints_path=None, reference_path=None,
         options["instances"] = mode
     t0 = time.time()
     try:
+        if damage_path == "auto":  # the engine's detector finds the mask, then the same engine restores it
+            found = engine.detect_damage(photo, options={"device": device})["mask"]
+            damage = np.frombuffer(found["data"], np.uint8).reshape(found["height"], found["width"])
         if progress:
             from tqdm import tqdm
 

@@ -10,8 +10,8 @@ import hmac
 import numpy as np
 
 PROTOCOL_VERSION = 1
-REQUESTS = ("hello", "colorize", "suggest", "cancel", "status", "shutdown")
-PIXEL_REQUESTS = ("colorize", "suggest")  # the requests that carry pixel buffers and queue for the worker
+REQUESTS = ("hello", "colorize", "suggest", "detect_damage", "cancel", "status", "shutdown")
+PIXEL_REQUESTS = ("colorize", "suggest", "detect_damage")  # the requests that carry pixel buffers and queue for the worker
 MAX_SUGGESTIONS = 32
 PHOTO_DTYPES = ("uint8", "uint16", "float32")
 MASK_DTYPES = ("uint8", "uint16", "float32")
@@ -353,6 +353,33 @@ def decode_suggest(frame, rid, max_pixels):
     return SuggestRequest(rid, photo, hints, reference, options, notes, (at[0], at[1]), count)
 
 
+class DetectDamageRequest(ColorizeRequest):
+    """A checked detect_damage request: the damage mask of a photo (engine/detect_damage.py)."""
+
+    kind = "detect_damage"
+
+    def __init__(self, rid, photo, options, threshold):
+        ColorizeRequest.__init__(self, rid, photo, [], None, None, [], options, [])
+        self.threshold = threshold
+
+
+def decode_detect_damage(frame, rid, max_pixels):
+    """A DetectDamageRequest from a detect_damage frame: the photo as for colorize, an optional
+    "threshold" (0 < t < 1; absent: the model's) and the option device only."""
+    header = frame.header
+    bufs = _Buffers(frame.buffers)
+    options = header.get("options") or {}
+    if not isinstance(options, dict) or set(options) - {"device"}:
+        raise ProtocolError("bad_request", "detect_damage takes the option device only")
+    options = check_options(dict(options, ab="float16"))
+    photo = _photo(bufs, header, max_pixels)
+    bufs.check_all_used()
+    threshold = header.get("threshold")
+    if threshold is not None and not (_is_number(threshold) and 0 < threshold < 1):
+        raise ProtocolError("bad_request", "\"threshold\" must be a number between 0 and 1, got %s" % _show(threshold))
+    return DetectDamageRequest(rid, photo, options, threshold)
+
+
 def check_request(frame, token, greeted, max_pixels):
     """(type, id, ColorizeRequest or None) for a client's frame, everything checked; ProtocolError otherwise.
 
@@ -371,6 +398,8 @@ def check_request(frame, token, greeted, max_pixels):
         request = decode_colorize(frame, rid, max_pixels)
     elif kind == "suggest":
         request = decode_suggest(frame, rid, max_pixels)
+    elif kind == "detect_damage":
+        request = decode_detect_damage(frame, rid, max_pixels)
     return kind, rid, request
 
 

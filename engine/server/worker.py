@@ -76,7 +76,10 @@ class Worker:
 
     def features(self):
         params = inspect.signature(self.default.colorize).parameters
-        return {"damage": self.restorer is not None, "instances": "instances" in params}
+        from ..detect_damage import Detector
+
+        return {"damage": self.restorer is not None, "instances": "instances" in params,
+                "detect_damage": Detector().installed}
 
     def submit(self, job):
         ahead = len(self.queue.order()) + (1 if self.current is not None else 0)
@@ -149,7 +152,8 @@ class Worker:
         t0 = time.time()
         try:
             job.check()
-            run = self._suggest if job.request.kind == "suggest" else self._colorize
+            run = {"suggest": self._suggest, "detect_damage": self._detect_damage}.get(job.request.kind,
+                                                                                       self._colorize)
             header, arrays = run(job, t0)
         except Cancelled:
             self._finish(job, error=job.cancel_reason)
@@ -241,6 +245,22 @@ class Worker:
         if req.notes:
             info["ignored"] = list(req.notes)
         return {"type": "suggestions", "id": job.id, "colors": colors, "info": info}, []
+
+
+    def _detect_damage(self, job, t0):
+        """The damage detector's mask of the photo (engine/detect_damage.py): uint8, 255 = damaged."""
+        from ..detect_damage import Detector, mask_image
+
+        req = job.request
+        device = req.options["device"]
+        detectors = self.__dict__.setdefault("detectors", {})
+        if device not in detectors:
+            detectors[device] = Detector(device=device)
+        damage = detectors[device].detect(req.photo, req.threshold, progress=job.report)
+        info = {"queue_s": round(t0 - job.enqueued, 4), "detect_s": round(time.time() - t0, 4),
+                "damaged_pixels": int(damage.sum())}
+        return ({"type": "damage", "id": job.id, "width": req.width, "height": req.height,
+                 "mask": {"buffer": 0}, "info": info}, [mask_image(damage)])
 
 
 def build_outputs(result, render_bits, ab_dtype, job=None):

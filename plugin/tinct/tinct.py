@@ -9,6 +9,7 @@ image to the core through GimpHost and registers the procedures
   plug-in-tinct-colorize-again    Colorize again with the last settings, no dialog
   plug-in-tinct-add-hint-layer    a transparent `Tinct hints` layer above the photo
   plug-in-tinct-add-damage-mask   a transparent `Tinct damage` layer above the photo
+  plug-in-tinct-detect-damage     Detect Damage: the engine paints what it finds into `Tinct damage`
 
 Script use (python-fu):
   proc = Gimp.get_pdb().lookup_procedure("plug-in-tinct-colorize")
@@ -36,6 +37,7 @@ gi.require_version("Gegl", "0.4")
 from gi.repository import Gegl, Gimp, Gio, GLib, GObject  # noqa: E402
 
 from tinct_core import roles, settings as tsettings  # noqa: E402
+from tinct_core.detect import detect_damage  # noqa: E402
 from tinct_core.engine import EngineBridge  # noqa: E402
 from tinct_core.errors import TinctUserError  # noqa: E402
 from tinct_core.job import Host, IndexedImage, colorize, new_layer_place  # noqa: E402
@@ -45,6 +47,7 @@ PROC_COLORIZE = "plug-in-tinct-colorize"
 PROC_AGAIN = "plug-in-tinct-colorize-again"
 PROC_HINTS = "plug-in-tinct-add-hint-layer"
 PROC_DAMAGE = "plug-in-tinct-add-damage-mask"
+PROC_DETECT = "plug-in-tinct-detect-damage"
 MENU = "<Image>/Filters/Colors/Tinct"
 
 _FORMATS = {1: "Y'", 2: "Y'A", 3: "R'G'B'", 4: "R'G'B'A"}
@@ -181,6 +184,20 @@ class GimpHost(Host):
         buf.flush()
         drawable.update(0, 0, pixels.width, pixels.height)
 
+    def new_mask_layer(self, above, name, area, opacity, visible):
+        """A Normal layer of the image's kind (RGBA or gray+alpha) over `area`, stacked above `above`."""
+        src = above.handle
+        ltype = Gimp.ImageType.GRAYA_IMAGE if self.base_type() == "GRAY" else Gimp.ImageType.RGBA_IMAGE
+        layer = Gimp.Layer.new(self.image, name, area.width, area.height, ltype, float(opacity),
+                               Gimp.LayerMode.NORMAL)
+        self.image.insert_layer(layer, src.get_parent(), self.image.get_item_position(src))
+        layer.set_offsets(area.x, area.y)
+        layer.set_visible(bool(visible))
+        return self.info(layer)
+
+    def write_layer_bytes(self, layer, data, channels):
+        self.write_pixels(layer, Pixels(bytes(data), layer.width, layer.height, channels, 8))
+
     def remove_layer(self, layer):
         self.image.remove_layer(layer.handle)
 
@@ -304,7 +321,7 @@ class Tinct(Gimp.PlugIn):
         return False
 
     def do_query_procedures(self):
-        return [PROC_COLORIZE, PROC_AGAIN, PROC_HINTS, PROC_DAMAGE]
+        return [PROC_COLORIZE, PROC_AGAIN, PROC_HINTS, PROC_DAMAGE, PROC_DETECT]
 
     def do_create_procedure(self, name):
         if name == PROC_COLORIZE:
@@ -331,6 +348,17 @@ class Tinct(Gimp.PlugIn):
             proc.set_documentation("Add a Tinct hint layer",
                                    "Adds a transparent layer 'Tinct hints' above the photo and selects it: paint "
                                    "dots of the colors you want, then Colorize again.", name)
+        elif name == PROC_DETECT:
+            proc = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, self.run_detect, None)
+            proc.set_menu_label("De_tect Damage")
+            proc.set_documentation("Find scratches, cracks, dust and tears",
+                                   "The Tinct engine looks for damage on the photo and paints what it finds into "
+                                   "the 'Tinct damage' layer (added when missing; what you painted there stays), in "
+                                   "one undo step. Correct it with brush and eraser, then Colorize Again to "
+                                   "restore it.", name)
+            proc.add_double_argument("threshold", "_Threshold", "Damage probability from which a pixel is flagged "
+                                     "(0 = the model's default; lower finds more)", 0.0, 0.99, 0.0,
+                                     GObject.ParamFlags.READWRITE)
         else:
             proc = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, self.run_add_layer, None)
             proc.set_menu_label("Add _Damage Mask")
@@ -388,6 +416,22 @@ class Tinct(Gimp.PlugIn):
 
     def run_again(self, procedure, run_mode, image, drawables, config, run_data):
         return self._colorize(procedure, run_mode, image, drawables, tsettings.load_last())
+
+    # --- Detect Damage ----------------------------------------------------------------------
+    def run_detect(self, procedure, run_mode, image, drawables, config, run_data):
+        host = GimpHost(image, drawables, run_mode == Gimp.RunMode.INTERACTIVE)
+        threshold = config.get_property("threshold") or None
+        try:
+            outcome = detect_damage(host, EngineBridge(), threshold)
+            image.set_selected_layers([outcome.layer.handle])  # ready for brush and eraser
+            Gimp.displays_flush()
+        except TinctUserError as exc:
+            return _fail(procedure, run_mode, str(exc))
+        except Exception as exc:
+            return _fail(procedure, run_mode, "Tinct failed: %s: %s" % (type(exc).__name__, exc))
+        if run_mode == Gimp.RunMode.INTERACTIVE and not outcome.found:
+            Gimp.message("Tinct found no damage on this photo.")
+        return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
 
     # --- Add Hint Layer / Add Damage Mask -------------------------------------------------
     def run_add_layer(self, procedure, run_mode, image, drawables, config, run_data):

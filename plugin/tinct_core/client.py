@@ -327,6 +327,18 @@ class EngineClient(object):
         header.update(type="suggest", at=[int(at[0]), int(at[1])], count=int(count))
         return self._pixel_request(header, datas, None, None)["colors"]
 
+    def detect_damage(self, photo, threshold=None, options=None, progress=None, cancel=None):
+        """The engine's damage detector on the photo: {"mask": {data, width, height, channels: 1,
+        dtype: "uint8"} (255 = damaged), "info": {"damaged_pixels", ...}}. threshold: 0..1 or None
+        (the model's); options: device."""
+        header, datas = build_colorize(photo, options=options)
+        for unused in ("hints", "reference", "damage", "instances"):
+            header.pop(unused)
+        header["type"] = "detect_damage"
+        if threshold is not None:
+            header["threshold"] = float(threshold)
+        return self._pixel_request(header, datas, progress, cancel)
+
     def _pixel_request(self, header, datas, progress, cancel):
         self._cancel.clear()
         conn = self._open(self.autostart)
@@ -423,10 +435,10 @@ class EngineClient(object):
                 continue
             if kind == "error":
                 raise _error_from(header)
-            if kind in ("result", "suggestions"):
+            if kind in ("result", "suggestions", "damage"):
                 if state["cancel_sent"] is not None:
                     raise EngineCancelled("cancelled")
-                return _result(header, datas) if kind == "result" else header
+                return _result(header, datas) if kind != "suggestions" else header
             raise EngineError("the engine sent an unexpected %s message" % kind)
 
     # ---- connecting and starting ----
@@ -549,7 +561,7 @@ class EngineClient(object):
 def _result(header, datas):
     out = {"info": header.get("info") or {}, "width": header.get("width"), "height": header.get("height")}
     descs = header.get("buffers") or []
-    for name in ("ab", "rgb"):
+    for name in ("ab", "rgb", "mask"):
         ref = header.get(name)
         if ref is None:
             continue

@@ -129,6 +129,22 @@ class EngineBridge(object):
         except Exception:
             return None
 
+    def detect_damage(self, photo, threshold=None, progress=None, cancel=None):
+        """The engine's damage mask of photo (Pixels): (bytes, one per pixel, 255 = damaged; info)."""
+        try:
+            result = self.client.detect_damage(_image(photo), threshold=threshold, progress=progress,
+                                               cancel=cancel)
+        except TinctUserError:
+            raise
+        except Exception as exc:
+            if (cancel is not None and cancel()) or _is_cancel(exc):
+                raise TinctCancelled()
+            raise _user_error(exc)
+        mask = _get(result, "mask")
+        if mask is None:
+            raise TinctUserError("The engine's reply has no damage mask; update the engine." + NOT_CHANGED)
+        return bytes(_get(mask, "data", mask)), _get(result, "info", {}) or {}
+
     def colorize(self, plan, settings, progress=None, cancel=None):
         kwargs = build_request(plan, settings)
         try:
