@@ -16,6 +16,7 @@ from . import TinctError, __version__
 COMMAND_MODULES = (
     "engine.commands",
     "engine.suggest",
+    "engine.ui.commands",
     "engine.evaluate",
     "engine.evaluate_restore",
     "engine.detect_damage",

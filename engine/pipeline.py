@@ -270,11 +270,16 @@ class Colorizer:
         return plan
 
     def _reduce_l(self, photo, h, w):
-        H, W = photo.shape[:2]
-        mh = area_matrix(h, H)
-        mw = area_matrix(w, W).T.copy()
-        out = np.zeros((h, w), np.float32)
-        for y0 in range(0, H, STRIP_ROWS):
-            y1 = min(H, y0 + STRIP_ROWS)
-            out += mh[:, y0:y1] @ (photo_l_rows(photo, y0, y1) @ mw)
-        return out
+        return reduce_l(photo, h, w)
+
+
+def reduce_l(photo, h, w):
+    """The photo's L on an (h, w) grid by exact area averaging, in row strips (any photo size)."""
+    H, W = photo.shape[:2]
+    mh = area_matrix(h, H)
+    mw = area_matrix(w, W).T.copy()
+    out = np.zeros((h, w), np.float32)
+    for y0 in range(0, H, STRIP_ROWS):
+        y1 = min(H, y0 + STRIP_ROWS)
+        out += mh[:, y0:y1] @ (photo_l_rows(photo, y0, y1) @ mw)
+    return out

@@ -1,0 +1,238 @@
+"""The colorization window (`tinct ui`), end to end: `tinct ui --serve` with a real engine it
+starts on a real socket, and Debian's Chromium driven by Playwright.
+
+Placing a point changes the preview's pixels; suggestions come and one click uses one; undo
+brings the preview back to the very pixels it had; Save writes a result that
+`tinct colorize --hints` reproduces from the saved hints PNG. The page server refuses requests
+without its key. An engine killed while the page is open: the page says so, the engine comes
+back, the points are all still there. A missing or unreadable photo exits 2 with one line.
+Also writes docs/ui.png, the README's screenshot.
+"""
+
+import http.client
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import pytest
+
+from engine.imageio import load_image
+
+playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
+
+pytestmark = pytest.mark.slow
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+SCREENSHOT = os.path.join(ROOT, "docs", "ui.png")
+WAIT_MS = 60000
+
+
+def tinct(*args, env, **kw):
+    return subprocess.run([sys.executable, "-m", "engine"] + list(args), env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, **kw)
+
+
+@pytest.fixture(scope="module")
+def ui():
+    """`tinct ui --serve` on a 640x480 photo (bigger than the 256 working size), with its own
+    runtime and config folders, so the engine it starts is this test's alone."""
+    from PIL import Image
+
+    folder = tempfile.mkdtemp(prefix="tui-")
+    runtime = os.path.join(folder, "run")
+    os.makedirs(runtime, mode=0o700)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TINCT_", "XDG_"))}
+    env.update(XDG_RUNTIME_DIR=runtime, XDG_CONFIG_HOME=os.path.join(folder, "config"), PYTHONUNBUFFERED="1")
+    photo = os.path.join(folder, "wall.png")
+    Image.open(os.path.join(ROOT, "examples", "great_wall_bw.png")).resize((640, 480), Image.BICUBIC).save(photo)
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "ui", "--serve", photo], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    url = line[line.index("http://"):].split()[0] if "http://" in line else None
+    try:
+        assert url, "tinct ui printed no address: %r %s" % (line, proc.stderr.read() if proc.poll() else "")
+        yield {"url": url, "env": env, "photo": photo, "folder": folder, "proc": proc}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        tinct("stop", env=env)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM:
+        pytest.skip("Chromium is not installed (tests/run installs Debian's chromium as root)")
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(ui, browser):
+    # bypass_csp: the page forbids eval, which Playwright's wait_for_function uses to poll
+    page = browser.new_page(viewport={"width": 1200, "height": 760}, bypass_csp=True)
+    page.goto(ui["url"])
+    wait_preview(page, 0)
+    yield page
+    page.close()
+
+
+def generation(page):
+    return int(page.get_attribute("#stage", "data-preview"))  # 0 until the first preview
+
+
+def wait_preview(page, after):
+    """Wait for a preview newer than generation `after` with no edit left to send; its pixels."""
+    page.wait_for_function("(g) => Number(document.getElementById('stage').dataset.preview) > g && !dirty && "
+                           "!inFlight", arg=after, timeout=WAIT_MS)
+    return preview(page)
+
+
+def preview(page):
+    data = page.evaluate("""() => { const c = document.getElementById('preview');
+        return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data); }""")
+    h, w = page.evaluate("[info.preview_height, info.preview_width]")
+    return np.array(data, np.uint8).reshape(h, w, 4)[..., :3]
+
+
+def click_photo(page, x, y, **kw):
+    at = page.evaluate("([x, y]) => toScreen(x + 0.5, y + 0.5)", [x, y])
+    box = page.locator("#view").bounding_box()
+    page.mouse.click(box["x"] + at["x"], box["y"] + at["y"], **kw)
+
+
+def points(page):
+    return page.evaluate("edit.points")
+
+
+# ---- the page server's guard ----
+
+def test_the_page_answers_only_with_its_key_on_loopback(ui):
+    base = ui["url"].split("/")[2]
+    host, port = base.split(":")
+    key = ui["url"].split("/")[3]
+    assert host == "127.0.0.1"
+
+    def get(path, headers=None):
+        conn = http.client.HTTPConnection(host, int(port), timeout=10)
+        conn.request("GET", path, headers=headers or {})
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+
+    assert get("/") == 403
+    assert get("/index.html") == 403
+    assert get("/api/state") == 403
+    assert get("/guess/api/state") == 403
+    assert get("/%s/api/state" % key, {"Host": "evil.example"}) == 403
+    assert get("/%s/api/state" % key) == 200
+    assert get("/%s/app.js" % key) == 200
+    assert get("/%s/../session.py" % key) in (403, 404)
+
+
+# ---- the edit loop ----
+
+def test_point_suggestion_undo_and_save(ui, page, tmp_path):
+    gray = wait_preview(page, 0)   # the automatic colors, before any point
+
+    page.fill("#color", "#d02020")                        # the picker's color goes to new points
+    g = generation(page)
+    click_photo(page, 320, 300)
+    red = wait_preview(page, g)
+    assert points(page) == [{"x": 320, "y": 300, "rgb": [208, 32, 32]}]
+    changed = np.abs(red.astype(int) - gray.astype(int)).max(-1) > 8
+    assert changed.mean() > 0.02, "a red point changed only %.3f of the preview" % changed.mean()
+    py, px = 300 * red.shape[0] // 480, 320 * red.shape[1] // 640
+    r, gr, b = red[py, px].astype(int)
+    assert r > gr + 20 and r > b + 20, "the preview is not red at the point: %s" % red[py, px]
+
+    page.wait_for_selector("#suggestions .swatch", timeout=WAIT_MS)
+    swatches = page.locator("#suggestions .swatch")
+    assert swatches.count() == 8
+    titles = [swatches.nth(i).get_attribute("title") for i in range(8)]
+    def chroma(title):
+        rgb = [int(title[k:k + 2], 16) for k in (1, 3, 5)]
+        return max(rgb) - min(rgb)
+
+    pick = max((i for i, t in enumerate(titles) if not t.startswith("#d02020")), key=lambda i: chroma(titles[i]))
+    wanted = titles[pick].split(",")[0]
+    g = generation(page)
+    swatches.nth(pick).click()
+    suggested = wait_preview(page, g)
+    assert "#%02x%02x%02x" % tuple(points(page)[0]["rgb"]) == wanted
+    assert not np.array_equal(suggested, red)
+    page.screenshot(path=SCREENSHOT)
+
+    g = generation(page)
+    page.locator("#view").focus()
+    page.keyboard.press("Control+z")
+    assert np.array_equal(wait_preview(page, g), red)
+    g = generation(page)
+    page.keyboard.press("Control+z")
+    assert points(page) == []
+    assert np.array_equal(wait_preview(page, g), gray), "undo did not bring the preview back"
+    g = generation(page)
+    page.click("#redo")
+    page.click("#redo")
+    assert np.array_equal(wait_preview(page, g), suggested)
+
+    page.click("#save")
+    page.wait_for_function("document.body.dataset.saved", timeout=WAIT_MS)
+    stem = os.path.splitext(ui["photo"])[0]
+    saved, hints = load_image(stem + "_color.png"), load_image(stem + "_hints.png")
+    assert saved.shape == (480, 640, 3) and hints.shape == (480, 640, 4)
+    assert np.count_nonzero(hints[..., 3]) == 1
+    again = str(tmp_path / "again.png")
+    run = tinct("colorize", ui["photo"], "--hints", stem + "_hints.png", "-o", again, env=ui["env"])
+    assert run.returncode == 0, run.stderr
+    assert np.abs(load_image(again).astype(int) - saved.astype(int)).max() <= 1
+    plain = str(tmp_path / "plain.png")
+    assert tinct("colorize", ui["photo"], "-o", plain, env=ui["env"]).returncode == 0
+    assert np.abs(load_image(plain).astype(int) - saved.astype(int)).max() > 8, "the saved point changed nothing"
+
+
+def test_a_dead_engine_is_said_and_restarted_and_the_points_stay(ui, page):
+    start = points(page)   # a new page opens with the points last sent (here, the earlier test's)
+    page.fill("#color", "#2040d0")
+    for x, y in ((200, 150), (450, 320)):
+        g = generation(page)
+        click_photo(page, x, y)
+        before = wait_preview(page, g)
+    kept = points(page)
+    assert len(kept) == len(start) + 2
+    pid = page.evaluate("fetch('api/health').then(r => r.json()).then(h => h.pid)")
+    os.kill(pid, signal.SIGKILL)
+    page.wait_for_selector("#engine-banner:not([hidden])", timeout=WAIT_MS)
+    assert "engine stopped" in page.inner_text("#engine-banner")
+    g = generation(page)
+    page.fill("#color", "#2040d0")  # an edit while it is down waits for the new engine
+    page.wait_for_selector("#engine-banner", state="hidden", timeout=120000)
+    after = wait_preview(page, g)
+    assert points(page) == kept
+    assert np.array_equal(after, before), "the new engine's preview of the same points differs"
+    assert page.evaluate("fetch('api/health').then(r => r.json()).then(h => h.pid)") != pid
+
+
+# ---- bad input ----
+
+def test_a_missing_or_unreadable_photo_exits_2_with_one_line(tmp_path):
+    env = dict(os.environ)
+    missing = tinct("ui", "--serve", str(tmp_path / "nope.png"), env=env)
+    assert missing.returncode == 2
+    assert missing.stderr.strip().count("\n") == 0 and "nope.png" in missing.stderr
+    bad = tmp_path / "notes.png"
+    bad.write_text("not a picture")
+    unreadable = tinct("ui", "--serve", str(bad), env=env)
+    assert unreadable.returncode == 2
+    assert unreadable.stderr.strip().count("\n") == 0 and "notes.png" in unreadable.stderr
