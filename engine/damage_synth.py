@@ -10,7 +10,9 @@ A sample is made in the order the real thing happens, on the lightness L (0..100
    dust, specks and fibres, creases, torn or missing corners and edges, flaked patches, stains;
 4. the print is scanned: a little blur, JPEG.
 Damage therefore sits on top of the grain and the blur of the scene, as on real prints.
-The truth mask holds the pixels the damage visibly changed (by more than VISIBLE in L).
+The truth mask holds the pixels the damage visibly changed (by VISIBLE in L or more); pixels it
+changed by FAINT..VISIBLE are `unsure`: under grain and paper texture nobody can tell them, so
+training and `tinct eval-damage` leave them out rather than count them either way.
 """
 
 import io
@@ -22,7 +24,8 @@ from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
 SS = 2  # marks are drawn at twice the size, then reduced: soft, sub-pixel widths
-VISIBLE = 6.0  # L units a mark must change a pixel by to count as damage
+VISIBLE = 12.0  # L units a mark must change a pixel by to count as damage
+FAINT = 4.0  # from here up to VISIBLE a change is unsure: neither damage nor intact
 DAMAGE_KINDS = ("crack", "scratch", "dust", "crease", "tear", "patch", "stain")
 DAMAGE_SHARES = (0.3, 0.17, 0.17, 0.09, 0.1, 0.09, 0.08)
 NEGATIVE_KINDS = ("hair", "branches", "wires", "rigging", "text")
@@ -245,10 +248,11 @@ class DamageSynth:
         return l * (1 - strength) + tone * strength, strength
 
     def damage(self, l, kinds=None):
-        """Draw damage on the aged print; returns (damaged l, truth mask bool)."""
+        """Draw damage on the aged print; returns (damaged l, truth mask bool, unsure mask bool)."""
         r = self.rng
         h, w = l.shape
         truth = np.zeros((h, w), bool)
+        changed = np.zeros((h, w), bool)
         if kinds is None:
             kinds = [DAMAGE_KINDS[i] for i in r.choice(len(DAMAGE_KINDS), int(r.integers(1, 6)),
                                                        p=list(DAMAGE_SHARES))]
@@ -272,9 +276,11 @@ class DamageSynth:
                 if kind in ("tear", "patch") and r.random() < 0.5:  # paper fibres at the torn edge
                     edge = np.clip(ndimage.maximum_filter(a, 3) - a, 0, 1) * r.uniform(0, 1, a.shape)
                     new = new * (1 - edge) + 95 * edge
-            truth |= np.abs(new - l) > VISIBLE
+            diff = np.abs(new - l)
+            truth |= diff >= VISIBLE
+            changed |= diff >= FAINT
             l = np.clip(new, 0, 100).astype(np.float32)
-        return l, truth
+        return l, truth, changed & ~truth
 
     # -- 4. the scan --------------------------------------------------------------------------
     def scan_settings(self):
@@ -293,20 +299,21 @@ class DamageSynth:
             l = np.asarray(Image.open(buf), np.float32) / 2.55
         return np.asarray(l, np.float32)
 
-    def sample(self, l, damaged=None, negatives=None, kinds=None, reference=False):
+    def sample(self, l, damaged=None, negatives=None, kinds=None, reference=False, unsure=False):
         """Clean L -> (old, damaged, scanned L; truth mask), and with reference=True also the same
         old print scanned the same way without its damage (what a perfect restoration gives).
-        damaged/negatives None: drawn at random; negatives may also name NEGATIVE_KINDS to draw."""
+        damaged/negatives None: drawn at random; negatives may also name NEGATIVE_KINDS to draw.
+        unsure=True: the unsure mask follows the truth."""
         r = self.rng
         if isinstance(negatives, (list, tuple)):
             l = self.negatives(l, list(negatives))
         elif negatives if negatives is not None else r.random() < self.p_negatives:
             l = self.negatives(l)
         l = self.age(l)
-        truth = np.zeros(l.shape, bool)
+        truth = faint = np.zeros(l.shape, bool)
         old = l
         if damaged if damaged is not None else r.random() >= self.p_clean:
-            l, truth = self.damage(l, kinds)
+            l, truth, faint = self.damage(l, kinds)
         settings = self.scan_settings()
-        out = self.scan(l, settings), truth
+        out = (self.scan(l, settings), truth) + ((faint,) if unsure else ())
         return out + (self.scan(old, settings),) if reference else out

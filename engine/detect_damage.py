@@ -34,6 +34,18 @@ def windows(h, w, window=WINDOW, margin=MARGIN):
             yield (y0, y1, x0, x1), (wy0, wy1, wx0, wx1)
 
 
+_GRAY8_L = []
+
+
+def _gray8_l():
+    """L of each 8-bit gray value (a table: scans are often 8-bit gray, and this is 20x faster)."""
+    if not _GRAY8_L:
+        from .color import gray_to_l
+
+        _GRAY8_L.append(gray_to_l(np.arange(256, dtype=np.uint8)))
+    return _GRAY8_L[0]
+
+
 class Detector:
     """Loads the damage detector once; finds damage in any number of photos."""
 
@@ -84,7 +96,8 @@ class Detector:
         band, band_rows = None, None
         for i, ((y0, y1, x0, x1), (wy0, wy1, wx0, wx1)) in enumerate(boxes):
             if band_rows != (wy0, wy1):  # windows come row band by row band: L of the band once
-                band, band_rows = photo_l_rows(photo, wy0, wy1), (wy0, wy1)
+                band, band_rows = (_gray8_l()[photo[wy0:wy1]] if photo.dtype == np.uint8 and photo.ndim == 2
+                                   else photo_l_rows(photo, wy0, wy1)), (wy0, wy1)
             p = self.probability_l(band[:, wx0:wx1])
             out[y0:y1, x0:x1] = p[y0 - wy0:y1 - wy0, x0 - wx0:x1 - wx0]
             if progress:

@@ -4,14 +4,17 @@ the restoration.
 Protocol, on a folder never trained on (../shared/val): each photo is scaled so its short
 side is SIDE and center-cropped to SIDE x SIDE, turned to lightness, and made an old damaged
 print by engine/damage_synth.py (ageing, damage, scan; seed fixed per photo, no scene lines).
-- precision, recall and F1 of the detected mask against the synthesizer's truth, over all
-  pixels of all photos; also with a 1-pixel tolerance (a flag next to true damage is not a
-  false alarm, true damage next to a flag is found), since a crack's edge pixel is ambiguous;
+- precision, recall and F1 of the detected mask against the synthesizer's truth (pixels the
+  damage changed by 12 L or more), over all pixels of all photos, leaving out the unsure
+  pixels it changed by 4 to 12 L (engine/damage_synth.py); also with a 1-pixel tolerance (a
+  flag next to true damage is not a false alarm, true damage next to a flag is found), since
+  a crack's edge pixel is ambiguous;
 - flagged share on the clean photos, as they are and at their own size; on the same photos
   aged and scanned without damage; and with thin scene lines (hair, branches, wires, rigging,
   text; one kind per photo in turn) drawn in as content: the hard negatives;
-- whole-crop PSNR of the restoration (engine/restore.py) given the true mask and given the
-  detected mask, against the same print without damage; and of the damaged print left as is.
+- whole-crop PSNR of the restoration (engine/restore.py) given the true mask (every pixel the
+  damage changed by 4 L or more) and given the detected mask, against the same print without
+  damage; and of the damaged print left as is.
 """
 
 import argparse
@@ -26,9 +29,11 @@ from . import TinctError
 SIDE = 384
 
 
-def _counts(pred, truth):
+def _counts(pred, truth, unsure):
+    """Pixel counts for the scores; unsure pixels (changed too faintly to tell) count neither way."""
     from scipy import ndimage
 
+    pred = pred & ~unsure
     near_truth = ndimage.binary_dilation(truth, np.ones((3, 3), bool))
     near_pred = ndimage.binary_dilation(pred, np.ones((3, 3), bool))
     return np.array([(pred & truth).sum(), (pred & ~truth).sum(), (~pred & truth).sum(),
@@ -76,9 +81,10 @@ def run_eval_damage(folder, limit=None, detector=None, restorer=None, threshold=
         flagged["clean"].append(float((detector.probability(rgb) >= threshold).mean()))
         l = rgb_to_lab(center_crop(rgb, SIDE))[..., 0]
         synth = DamageSynth(np.random.default_rng([seed, i]))
-        damaged, truth, reference = synth.sample(l, damaged=True, negatives=False, reference=True)
+        damaged, truth, unsure, reference = synth.sample(l, damaged=True, negatives=False, reference=True,
+                                                         unsure=True)
         pred = detector.probability_l(damaged) >= threshold
-        counts += _counts(pred, truth)
+        counts += _counts(pred, truth, unsure)
         damaged_share.append(float(truth.mean()))
         aged, _ = DamageSynth(np.random.default_rng([seed, i, 1])).sample(l, damaged=False, negatives=False)
         flagged["aged"].append(float((detector.probability_l(aged) >= threshold).mean()))
@@ -87,7 +93,7 @@ def run_eval_damage(folder, limit=None, detector=None, restorer=None, threshold=
         negatives[kind].append(float((detector.probability_l(lines) >= threshold).mean()))
         if restorer is not None:
             psnr["damaged"].append(_psnr_gray(damaged, reference))
-            psnr["true_mask"].append(_psnr_gray(restorer.fill(damaged, ~truth), reference))
+            psnr["true_mask"].append(_psnr_gray(restorer.fill(damaged, ~(truth | unsure)), reference))
             psnr["detected_mask"].append(_psnr_gray(restorer.fill(damaged, ~pred), reference))
     mean = lambda v: float(np.mean(v)) if v else None  # noqa: E731
     return {"photos": len(paths), "side": SIDE, "threshold": threshold, "seed": seed,

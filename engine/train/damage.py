@@ -3,9 +3,10 @@ ONNX export: `tinct train-damage`, `tinct export-damage`.
 
 Samples: a random scaled, cropped, flipped corpus photo's L, made an old damaged print by
 `engine.damage_synth.DamageSynth` (scene lines that are not damage, ageing, damage, scan);
-the target is the synthesizer's truth mask. Loss: binary cross-entropy plus soft Dice over
-the batch; Dice keeps the rare damaged pixels (a few % of a crop) from being drowned by the
-intact ones, which is what the F1 target measures.
+the target is the synthesizer's truth mask, its unsure pixels (changed too faintly to tell)
+left out. Loss: binary cross-entropy plus soft Dice over the batch; Dice keeps the rare
+damaged pixels (a few % of a crop) from being drowned by the intact ones, which is what the
+F1 target measures.
 
 Resumes from OUT/checkpoint.pt like the other networks' training.
 """
@@ -37,11 +38,12 @@ class DamageBatchMaker:
 
         gray = self.ls[int(self.rng.integers(len(self.ls)))]
         l = random_crop(self.rng, gray, self.crop, min_scale=0.0).astype(np.float32) / 2.55
-        return self.synth.sample(l)
+        return self.synth.sample(l, unsure=True)
 
     def batch(self, n):
-        ls, masks = zip(*(self.sample() for _ in range(n)))
-        return {"l": np.stack(ls)[:, None].astype(np.float32), "mask": np.stack(masks)[:, None].astype(np.float32)}
+        ls, masks, unsure = zip(*(self.sample() for _ in range(n)))
+        return {"l": np.stack(ls)[:, None].astype(np.float32), "mask": np.stack(masks)[:, None].astype(np.float32),
+                "weight": 1.0 - np.stack(unsure)[:, None].astype(np.float32)}
 
 
 def load_corpus_l(folder, limit=None, progress=True):
@@ -69,9 +71,9 @@ def damage_loss(model, batch, _bins=None):
     from torch.nn import functional as F
 
     logits = model(batch["l"])
-    target = batch["mask"]
-    bce = F.binary_cross_entropy_with_logits(logits, target)
-    p = torch.sigmoid(logits)
+    target, weight = batch["mask"], batch["weight"]  # weight 0: an unsure pixel, in no term
+    bce = (F.binary_cross_entropy_with_logits(logits, target, reduction="none") * weight).sum() / weight.sum()
+    p = torch.sigmoid(logits) * weight
     dice = 1 - (2 * (p * target).sum() + 1) / (p.sum() + target.sum() + 1)
     with torch.no_grad():
         hit = (p > 0.5).float()
