@@ -129,7 +129,8 @@ def main_run(gimp):
 def test_installed_by_the_installer_and_registered(gimp, main_run):
     assert gimp.installed_by == "installer"
     assert main_run["procs"] == ["plug-in-tinct-add-damage-mask", "plug-in-tinct-add-hint-layer",
-                                 "plug-in-tinct-colorize", "plug-in-tinct-colorize-again"]
+                                 "plug-in-tinct-colorize", "plug-in-tinct-colorize-again",
+                                 "plug-in-tinct-detect-damage"]
     assert main_run["menu"] == ["<Image>/Filters/Colors/Tinct"]
     assert main_run["args"][3:] == ["instances", "reference", "reference-layer", "reference-file", "size",
                                     "opacity", "device", "hint-layer"]
@@ -997,3 +998,105 @@ def test_engine_stopped_autostart_recovers(gimp):
     assert st is not None, "no engine runs after the autostart"
     assert process_root(st["pid"]) == gimp.root, "the engine was not started by the plug-in inside GIMP's chroot"
     print("autostarted engine: pid %s, root %s; batch %.1fs" % (st["pid"], process_root(st["pid"]), took))
+
+
+# --------------------------------------------------------------------------------------------
+# Detect Damage
+
+DETECT = r'''
+img = load(WORK + "/damaged.png")
+photo = img.get_layers()[0]
+before = native(photo)
+REPORT["menu"] = list(PDB.lookup_procedure("plug-in-tinct-detect-damage").get_menu_paths())
+st, msg, _ = run("plug-in-tinct-detect-damage", img, [photo])
+REPORT["first"] = {"status": st, "msg": msg, "layers": describe(img), "same": native(photo) == before,
+                   "selected": [l.get_name() for l in img.get_selected_layers()]}
+damage = [l for l in img.get_layers() if l.get_name() == "Tinct damage"][0]
+dump(damage, WORK + "/detect1.raw")
+# the user corrects the layer: paints a green block where nothing was found
+write(damage, PX, PY, 4, 3, bytes([0, 255, 0, 255]) * 12)
+dump(damage, WORK + "/painted.raw")
+st, msg, _ = run("plug-in-tinct-detect-damage", img, [photo], threshold=0.9)
+REPORT["second"] = {"status": st, "msg": msg, "layers": describe(img), "same": native(photo) == before}
+dump([l for l in img.get_layers() if l.get_name() == "Tinct damage"][0], WORK + "/detect2.raw")
+
+# a grayscale image stays grayscale: the layer is gray + alpha
+img = load(WORK + "/damaged_gray.png")
+photo = img.get_layers()[0]
+st, msg, _ = run("plug-in-tinct-detect-damage", img, [photo])
+REPORT["gray"] = {"status": st, "msg": msg, "layers": describe(img), "base": img.get_base_type().value_nick}
+dump([l for l in img.get_layers() if l.get_name() == "Tinct damage"][0], WORK + "/detect_gray.raw", 2)
+'''
+
+
+@pytest.fixture(scope="module")
+def detect_run(gimp):
+    """An old print made from the example photo (cracks, scratches, dust; engine/damage_synth.py) and
+    what Detect Damage made of it, twice (the second run after the user's corrections)."""
+    from engine.color import rgb_to_lab
+    from engine.damage_synth import DamageSynth
+
+    rgb = np.asarray(Image.open(os.path.join(EXAMPLES, "great_wall_bw.png")).convert("RGB"))
+    l = rgb_to_lab(rgb)[..., 0]
+    old, truth = DamageSynth(np.random.default_rng(5)).sample(l, damaged=True, negatives=False,
+                                                              kinds=["crack", "scratch", "dust"])
+    gray = Image.fromarray(np.clip(np.round(old * 2.55), 0, 255).astype(np.uint8))
+    gray.convert("RGB").save(gimp.path("damaged.png"))
+    gray.save(gimp.path("damaged_gray.png"))
+    if not gimp.engine.running():
+        gimp.engine.start()
+    from engine.detect_damage import Detector
+
+    found = Detector().detect(np.asarray(gray.convert("RGB")))
+    flat = ~found
+    px, py = next((x, y) for y in range(0, found.shape[0] - 3, 3) for x in range(0, found.shape[1] - 4, 4)
+                  if flat[y:y + 3, x:x + 4].all())
+    rep, out, took = gimp.batch("PX, PY = %d, %d\n" % (px, py) + DETECT)
+    print("detect batch: %.1fs" % took)
+    _check(rep, out)
+    rep.update(truth=truth, found=found, painted=(px, py))
+    return rep
+
+
+def test_detect_damage_fills_a_new_damage_layer_with_what_the_engine_finds(gimp, detect_run):
+    first = detect_run["first"]
+    assert first["status"] == "success", first["msg"]
+    assert detect_run["menu"] == ["<Image>/Filters/Colors/Tinct"]
+    assert _names(first["layers"]) == ["Tinct damage", "Background"] and first["same"]
+    assert first["selected"] == ["Tinct damage"]
+    layer, photo = first["layers"]
+    assert layer["alpha"] and layer["mode"] == "normal"
+    assert (layer["x"], layer["y"], layer["w"], layer["h"]) == (photo["x"], photo["y"], photo["w"], photo["h"])
+    rgba = _raw(gimp.path("detect1.raw"), photo["w"], photo["h"])
+    painted = rgba[..., 3] > 0
+    found, truth = detect_run["found"], detect_run["truth"]
+    # the layer holds the engine's mask of the photo GIMP sent (the same detector in this process)
+    assert (painted != found).mean() < 1e-3, (painted != found).sum()
+    assert (rgba[painted][:, :3] == (255, 0, 0)).all()
+    # and that mask finds the damage: most of it, with few false alarms (a loose bar for the shipped model)
+    hit = (painted & truth).sum()
+    print("detect in GIMP: precision %.3f recall %.3f" % (hit / painted.sum(), hit / truth.sum()))
+    assert hit / truth.sum() > 0.5 and hit / painted.sum() > 0.5
+
+
+def test_detect_damage_again_keeps_what_the_user_painted(gimp, detect_run):
+    second = detect_run["second"]
+    assert second["status"] == "success", second["msg"]
+    assert _names(second["layers"]) == ["Tinct damage", "Background"] and second["same"]
+    w, h = second["layers"][1]["w"], second["layers"][1]["h"]
+    before = _raw(gimp.path("painted.raw"), w, h)
+    after = _raw(gimp.path("detect2.raw"), w, h)
+    px, py = detect_run["painted"]
+    assert (after[py:py + 3, px:px + 4] == (0, 255, 0, 255)).all(), "the user's paint was lost"
+    # at threshold 0.9 the detector finds a subset of before: everything painted stays painted
+    assert (after[..., 3][before[..., 3] > 0] > 0).all()
+    assert (after[..., 3] > 0).sum() >= (before[..., 3] > 0).sum()
+
+
+def test_detect_damage_on_a_gray_image_adds_a_gray_layer(gimp, detect_run):
+    g = detect_run["gray"]
+    assert g["status"] == "success", g["msg"]
+    assert g["base"] == "gray" and _names(g["layers"]) == ["Tinct damage", "Background"]
+    ya = _raw(gimp.path("detect_gray.raw"), g["layers"][1]["w"], g["layers"][1]["h"], 2)
+    painted = ya[..., 1] > 0
+    assert (painted != detect_run["found"]).mean() < 1e-3 and (ya[..., 0][painted] == 255).all()
