@@ -65,6 +65,11 @@ def open_location(url):
 
     if "://" not in url:
         return pafs.LocalFileSystem(), os.path.abspath(url)
+    if url.startswith("s3://") and "allow_delayed_open" not in url:
+        try:  # one PUT, not a multipart upload, for files under the part size (most outputs): fewer requests
+            return pafs.FileSystem.from_uri(url + ("&" if "?" in url else "?") + "allow_delayed_open=true")
+        except pyarrow.ArrowInvalid:
+            pass  # a pyarrow without the option
     try:
         return pafs.FileSystem.from_uri(url)
     except pyarrow.ArrowInvalid:
@@ -162,6 +167,7 @@ class PhotoWorker:
             with open(ref_path, "wb") as f:
                 f.write(options["reference_bytes"])
             self.reference = load_reference(ref_path)
+        self.input_scheme = options["input_scheme"]
         self.out_fs, self.out_dir = open_location(options["output"])
         self.hints = FolderIndex(options["hints_dir"]) if options["hints_dir"] else None
         self.damage = FolderIndex(options["damage_dir"]) if options["damage_dir"] else None
@@ -176,6 +182,7 @@ class PhotoWorker:
         """Colorize one photo from its bytes; any failure becomes a status row naming `path`."""
         from .commands import colorize_file
 
+        path = self.input_scheme + path  # as the user spells it: s3://bucket/scans/x.jpg
         name = posixpath.basename(path)
         stem = posixpath.splitext(name)[0]
         work = tempfile.mkdtemp(dir=self.scratch)
@@ -264,8 +271,11 @@ def worker_options(args, output_url):
     keep = ("size", "method", "model", "device", "bits", "instances", "fused_model", "restore_model")
     plain = {k: getattr(args, k, None) for k in keep}
     for k in ("model", "fused_model", "restore_model"):
-        if plain[k]:
+        if plain[k]:  # checked here so that a typo fails before Ray starts; every node needs the file
             plain[k] = os.path.abspath(plain[k])
+            if not os.path.isfile(plain[k]):
+                raise TinctError("model file %s not found (with --ray it must be at this path on every node)"
+                                 % plain[k])
     if plain["instances"] and plain["instances"] not in (["auto"], ["none"]):
         plain["instances"] = [os.path.abspath(p) for p in plain["instances"]]
     ref_bytes = ref_ext = None
@@ -282,8 +292,9 @@ def worker_options(args, output_url):
             tmp.write(ref_bytes)
             tmp.flush()
             load_reference(tmp.name)
-    return {"args": plain, "output": output_url, "hints_dir": args.hints_dir, "damage_dir": args.damage_dir,
-            "reference_bytes": ref_bytes, "reference_ext": ref_ext}
+    scheme = args.input_dir.split("://", 1)[0] + "://" if "://" in args.input_dir else ""
+    return {"args": plain, "input_scheme": scheme, "output": output_url, "hints_dir": args.hints_dir,
+            "damage_dir": args.damage_dir, "reference_bytes": ref_bytes, "reference_ext": ref_ext}
 
 
 def plan(args):
@@ -310,8 +321,12 @@ class Report:
 
     def __init__(self, out_fs, out_dir):
         self.out_fs, self.remote_path = out_fs, posixpath.join(out_dir, REPORT_NAME)
-        self.path = os.path.join(out_dir, REPORT_NAME) if is_local(out_fs) else tempfile.mktemp(suffix=".jsonl")
-        self.file = open(self.path, "w")
+        if is_local(out_fs):
+            self.path = os.path.join(out_dir, REPORT_NAME)
+            self.file = open(self.path, "w")
+        else:
+            self.file = tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False)
+            self.path = self.file.name
 
     def add(self, row):
         self.file.write(json.dumps({"input": row["input"], "error": row["error"]}) + "\n")
@@ -343,6 +358,26 @@ def run_batch_ray(args):
             ray.shutdown()
 
 
+def try_worker(options):
+    """Build one PhotoWorker and drop it: None, or the TinctError's message."""
+    try:
+        PhotoWorker(options)
+    except TinctError as exc:
+        return str(exc)
+    return None
+
+
+def check_worker_starts(options, resources):
+    """Build one worker in a plain Ray task first, on a node like the actors': a model that does not
+    load, or a node without CUDA, then fails in one line instead of Ray restarting the actors forever."""
+    import ray
+
+    probe = ray.remote(try_worker).options(max_retries=0, **resources)
+    problem = ray.get(probe.remote(options))
+    if problem:
+        raise TinctError(problem)
+
+
 def execute(args, in_fs, todo, skipped, out_fs, out_dir, options):
     """Stream the photos through the actor pool, tallying status rows as they come back."""
     import ray
@@ -353,6 +388,10 @@ def execute(args, in_fs, todo, skipped, out_fs, out_dir, options):
     context.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.ERROR)  # its notes are for Ray developers
     concurrency, gpus = actor_resources(args, ray.cluster_resources())
+    resources = {"num_cpus": 0 if gpus else 1, "num_gpus": gpus,
+                 "runtime_env": {"env_vars": same_threads_as_plain_batch()}}
+    if todo:
+        check_worker_starts(options, resources)
     report = Report(out_fs, out_dir)
     done = failed = fused = 0
     megapixels = 0.0
@@ -364,9 +403,7 @@ def execute(args, in_fs, todo, skipped, out_fs, out_dir, options):
             pool = (ray.data.ActorPoolStrategy(size=concurrency) if isinstance(concurrency, int) else
                     ray.data.ActorPoolStrategy(min_size=concurrency[0], max_size=concurrency[1]))
             ds = ds.map_batches(PhotoWorker, fn_constructor_args=(options,), batch_size=1, batch_format="numpy",
-                                compute=pool,
-                                num_cpus=0 if gpus else 1, num_gpus=gpus,
-                                runtime_env={"env_vars": same_threads_as_plain_batch()})
+                                compute=pool, **resources)
             with tqdm(total=len(todo), desc="colorizing", unit="photo") as bar:
                 for row in ds.iter_rows():
                     if row["status"] == "done":
