@@ -124,10 +124,10 @@ def test_eval_damage_reports_every_figure(tmp_path):
     assert "F1" in r.stdout and "detected mask" in r.stdout
 
 
-def test_engine_detect_damage_request_matches_the_detector(old_print):
+def test_engine_detect_damage_request_matches_the_detector(old_print, tmp_path):
     from tests.test_server_support import Engine, hello, image_frame, read_until
 
-    _, gray, _ = old_print
+    path, gray, _ = old_print
     e = Engine().start()
     try:
         s = e.connect()
@@ -144,6 +144,11 @@ def test_engine_detect_damage_request_matches_the_detector(old_print):
         err, _ = read_until(s, 2)
         assert err["code"] == "bad_request" and "threshold" in err["message"]
         s.close()
+        # tinct colorize --engine --damage auto: the engine finds the damage, then restores it
+        r = subprocess.run([sys.executable, "-m", "engine", "colorize", path, "--engine", "--damage", "auto", "-o",
+                            str(tmp_path / "e.png")], capture_output=True, text=True, cwd=ROOT, env=e.env)
+        assert r.returncode == 0, r.stderr
+        assert "%d damaged pixels restored" % Detector().detect(gray).sum() in r.stdout, r.stdout
     finally:
         e.stop()
 
@@ -153,6 +158,7 @@ def test_a_tiny_training_run_resumes_and_exports_a_working_onnx(tmp_path):
 
     from engine.train.damage import export_damage, load_damage_model, train_damage
 
+    (tmp_path / "corpus").mkdir()
     corpus = copy_corpus(tmp_path / "corpus", 3)
     out = str(tmp_path / "run")
     quiet = dict(progress=False, log=lambda m: None)

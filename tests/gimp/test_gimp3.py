@@ -1100,3 +1100,64 @@ def test_detect_damage_on_a_gray_image_adds_a_gray_layer(gimp, detect_run):
     ya = _raw(gimp.path("detect_gray.raw"), g["layers"][1]["w"], g["layers"][1]["h"], 2)
     painted = ya[..., 1] > 0
     assert (painted != detect_run["found"]).mean() < 1e-3 and (ya[..., 0][painted] == 255).all()
+
+
+DETECT_UNDO = UNDO.split("img = load(")[0] + r"""
+img = load(WORK + "/damaged.png")
+disp = Gimp.Display.new(img)
+Gimp.displays_flush()
+photo = img.get_layers()[0]
+run("plug-in-tinct-add-damage-mask", img, [photo])
+damage = img.get_layers()[0]
+write(damage, PX, PY, 4, 3, bytes([0, 255, 0, 255]) * 12)
+painted, damage_id = read(damage), damage.get_id()
+st, msg, _ = run("plug-in-tinct-detect-damage", img, [photo])
+after = [l for l in img.get_layers() if l.get_name() == "Tinct damage"][0]
+REPORT["run"] = {"status": st, "msg": msg, "layers": [l.get_name() for l in img.get_layers()],
+                 "changed": read(after) != painted}
+wait_undo(1)   # Edit > Undo once: the whole Detect Damage run
+back = [l for l in img.get_layers() if l.get_name() == "Tinct damage"][0]
+REPORT["undo1"] = {"layers": [l.get_name() for l in img.get_layers()], "same_layer": back.get_id() == damage_id,
+                   "restored": read(back) == painted}
+disp.delete()
+"""
+
+
+def test_one_undo_takes_back_detect_damage(gimp, engine, detect_run):
+    """In GIMP's GUI (Xvfb), Edit > Undo (Ctrl+Z) once takes back a whole Detect Damage run: the user's
+    damage layer comes back as they painted it."""
+    pressed = []
+    with gui.desktop(gimp) as env:
+        def undoer():
+            t0 = time.time()
+            while not os.path.exists(gimp.path("ready-1")) and time.time() - t0 < 150:
+                time.sleep(0.1)
+            win = None
+            for _ in range(50):
+                for i in gui.xdotool(gimp, env, "search", "--name", "GIMP$"):
+                    if "layer" in gui.window_name(gimp, env, i):
+                        win = i
+                if win:
+                    break
+                time.sleep(0.2)
+            if win is not None:
+                gui.xdotool(gimp, env, "windowfocus", "--sync", win)
+                time.sleep(0.3)
+                gui.xdotool(gimp, env, "key", "--window", win, "ctrl+z")
+                pressed.append(1)
+            open(gimp.path("undone-1"), "a").close()
+
+        for name in ("ready-1", "undone-1"):  # left by an earlier GUI test
+            if os.path.exists(gimp.path(name)):
+                os.unlink(gimp.path(name))
+        t = threading.Thread(target=undoer, daemon=True)
+        t.start()
+        px, py = detect_run["painted"]
+        rep, out, took = gimp.batch("PX, PY = %d, %d\n" % (px, py) + DETECT_UNDO, env=env, timeout=240, gui=True)
+        t.join(10)
+    _check(rep, out)
+    assert pressed == [1], "could not drive Edit > Undo:\n" + out[-2000:]
+    assert rep["run"]["status"] == "success" and rep["run"]["changed"], rep["run"]["msg"]
+    assert rep["run"]["layers"] == ["Tinct damage", "Background"]
+    assert rep["undo1"]["layers"] == ["Tinct damage", "Background"]
+    assert rep["undo1"]["same_layer"] and rep["undo1"]["restored"], "one undo did not bring back the user's layer"
