@@ -24,6 +24,8 @@ from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
 SS = 2  # marks are drawn at twice the size, then reduced: soft, sub-pixel widths
+REF = 160  # marks and scene lines are sized in pixels as on a 160-pixel crop, whatever the photo's size:
+# a network that sees ~120 pixels around each pixel learns the sizes it will meet at full resolution
 VISIBLE = 12.0  # L units a mark must change a pixel by to count as damage
 FAINT = 4.0  # from here up to VISIBLE a change is unsure: neither damage nor intact
 DAMAGE_KINDS = ("crack", "scratch", "dust", "crease", "tear", "patch", "stain")
@@ -83,14 +85,14 @@ class DamageSynth:
         x, y, angle = r.uniform(0, w), r.uniform(0, h), r.uniform(0, 2 * math.pi)
         for _ in range(int(r.integers(5, 40))):
             pts, _ = _walk(r, x + r.normal(0, 6), y + r.normal(0, 6), angle + r.normal(0, 0.15),
-                           r.uniform(0.2, 0.8) * max(h, w), 3.0, 0.06)
+                           r.uniform(0.2, 0.8) * REF, 3.0, 0.06)
             c.line(pts, r.uniform(0.4, 1.3))
 
     def _branches(self, c, h, w, x=None, y=None, angle=None, width=None, depth=0):
         r = self.rng
         if x is None:
             x, y, angle, width = r.uniform(0, w), r.uniform(0, h), r.uniform(0, 2 * math.pi), r.uniform(1.5, 5)
-        pts, end = _walk(r, x, y, angle, r.uniform(0.15, 0.5) * max(h, w) / (1 + depth), 4.0, 0.12)
+        pts, end = _walk(r, x, y, angle, r.uniform(0.15, 0.5) * REF / (1 + depth), 4.0, 0.12)
         c.line(pts, width)
         if depth < 3:
             for _ in range(int(r.integers(1, 4))):
@@ -163,7 +165,7 @@ class DamageSynth:
         stack = [(r.uniform(0, w), r.uniform(0, h), r.uniform(0, 2 * math.pi), r.uniform(0.4, 1.6), 0)]
         while stack:
             x, y, angle, width, depth = stack.pop()
-            pts, end = _walk(r, x, y, angle, r.uniform(0.1, 0.6) * max(h, w) / (1 + 0.5 * depth),
+            pts, end = _walk(r, x, y, angle, r.uniform(0.1, 0.6) * REF / (1 + 0.5 * depth),
                              r.uniform(1.5, 4), r.uniform(0.15, 0.5))
             c.line(pts, width)
             if depth < 3:
@@ -175,7 +177,7 @@ class DamageSynth:
     def _scratch(self, c, h, w):
         r = self.rng
         pts, _ = _walk(r, r.uniform(0, w), r.uniform(0, h), r.uniform(0, 2 * math.pi),
-                       r.uniform(0.4, 1.5) * max(h, w), r.uniform(8, 20), r.uniform(0.0, 0.05))
+                       r.uniform(0.4, 1.5) * REF, r.uniform(8, 20), r.uniform(0.0, 0.05))
         c.line(pts, r.uniform(0.4, 2.5))
 
     def _dust(self, c, h, w):
@@ -201,10 +203,10 @@ class DamageSynth:
         """A torn or missing corner or strip of edge: a jagged region from the border."""
         r = self.rng
         side = int(r.integers(4))
-        depth = r.uniform(0.04, 0.3) * min(h, w)
+        depth = r.uniform(0.04, 0.3) * REF
         n = int(r.integers(8, 30))
         if r.random() < 0.5:  # a corner
-            a, b = r.uniform(0.1, 0.5) * w, r.uniform(0.1, 0.5) * h
+            a, b = r.uniform(0.1, 0.5) * min(w, 2 * REF), r.uniform(0.1, 0.5) * min(h, 2 * REF)
             corner = [(0, 0), (w, 0), (w, h), (0, h)][side]
             sx, sy = (1 if corner[0] == 0 else -1), (1 if corner[1] == 0 else -1)
             pts = [(corner[0] + sx * (a * (1 - t) + r.normal(0, 2)), corner[1] + sy * (b * t + r.normal(0, 2)))
@@ -227,7 +229,7 @@ class DamageSynth:
     def _patch(self, c, h, w):
         """Flaked emulsion: an irregular blob."""
         r = self.rng
-        cx, cy, radius = r.uniform(0, w), r.uniform(0, h), r.uniform(0.01, 0.1) * min(h, w) + 1
+        cx, cy, radius = r.uniform(0, w), r.uniform(0, h), r.uniform(0.01, 0.1) * REF + 1
         n = int(r.integers(6, 14))
         angles = np.sort(r.uniform(0, 2 * math.pi, n))
         radii = radius * r.uniform(0.4, 1.3, n)
@@ -238,7 +240,7 @@ class DamageSynth:
         r = self.rng
         h, w = l.shape
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-        cx, cy, rad = r.uniform(0, w), r.uniform(0, h), r.uniform(0.05, 0.3) * min(h, w) + 2
+        cx, cy, rad = r.uniform(0, w), r.uniform(0, h), r.uniform(0.05, 0.3) * REF + 2
         wob = ndimage.gaussian_filter(r.normal(0, 1, (h, w)), rad / 3)
         dist = np.hypot(xx - cx, yy - cy) / rad + wob / (wob.std() + 1e-6) * 0.15
         body = np.clip(1.2 - dist, 0, 1)

@@ -49,8 +49,9 @@ def _scores(c):
 
 
 def run_eval_damage(folder, limit=None, detector=None, restorer=None, threshold=None, seed=0, progress=True,
-                    restore=True):
-    """The numbers of the protocol above, as a dict."""
+                    restore=True, sweep=()):
+    """The numbers of the protocol above, as a dict. sweep: more thresholds to score the mask and the
+    flagged shares at (the probabilities are computed once), under "sweep"."""
     from .color import rgb_to_lab
     from .damage_synth import NEGATIVE_KINDS, DamageSynth
     from .detect_damage import Detector
@@ -70,6 +71,8 @@ def run_eval_damage(folder, limit=None, detector=None, restorer=None, threshold=
     negatives = {k: [] for k in NEGATIVE_KINDS}
     psnr = {"damaged": [], "true_mask": [], "detected_mask": []}
     damaged_share = []
+    sweep = sorted(set(float(t) for t in sweep))
+    swept = {t: {"counts": np.zeros(7, np.int64), "clean": [], "aged": [], "lines": []} for t in sweep}
     it = enumerate(paths)
     if progress:
         from tqdm import tqdm
@@ -78,19 +81,27 @@ def run_eval_damage(folder, limit=None, detector=None, restorer=None, threshold=
     for i, path in it:
         with Image.open(path) as im:
             rgb = np.asarray(im.convert("RGB"))
-        flagged["clean"].append(float((detector.probability(rgb) >= threshold).mean()))
+        p_clean = detector.probability(rgb)
+        flagged["clean"].append(float((p_clean >= threshold).mean()))
         l = rgb_to_lab(center_crop(rgb, SIDE))[..., 0]
         synth = DamageSynth(np.random.default_rng([seed, i]))
         damaged, truth, unsure, reference = synth.sample(l, damaged=True, negatives=False, reference=True,
                                                          unsure=True)
-        pred = detector.probability_l(damaged) >= threshold
+        p_damaged = detector.probability_l(damaged)
+        pred = p_damaged >= threshold
         counts += _counts(pred, truth, unsure)
         damaged_share.append(float(truth.mean()))
         aged, _ = DamageSynth(np.random.default_rng([seed, i, 1])).sample(l, damaged=False, negatives=False)
-        flagged["aged"].append(float((detector.probability_l(aged) >= threshold).mean()))
+        p_aged = detector.probability_l(aged)
+        flagged["aged"].append(float((p_aged >= threshold).mean()))
         kind = NEGATIVE_KINDS[i % len(NEGATIVE_KINDS)]
         lines, _ = DamageSynth(np.random.default_rng([seed, i, 2])).sample(l, damaged=False, negatives=[kind])
-        negatives[kind].append(float((detector.probability_l(lines) >= threshold).mean()))
+        p_lines = detector.probability_l(lines)
+        negatives[kind].append(float((p_lines >= threshold).mean()))
+        for t, acc in swept.items():
+            acc["counts"] += _counts(p_damaged >= t, truth, unsure)
+            for name, p in (("clean", p_clean), ("aged", p_aged), ("lines", p_lines)):
+                acc[name].append(float((p >= t).mean()))
         if restorer is not None:
             psnr["damaged"].append(_psnr_gray(damaged, reference))
             psnr["true_mask"].append(_psnr_gray(restorer.fill(damaged, ~(truth | unsure)), reference))
@@ -101,7 +112,10 @@ def run_eval_damage(folder, limit=None, detector=None, restorer=None, threshold=
             "flagged": {k: mean(v) for k, v in flagged.items()},
             "flagged_hard_negatives": {k: mean(v) for k, v in negatives.items()},
             "flagged_hard_negatives_all": mean(sum(negatives.values(), [])),
-            "restoration_psnr": {k: mean(v) for k, v in psnr.items()}}
+            "restoration_psnr": {k: mean(v) for k, v in psnr.items()},
+            "sweep": [dict(_scores(a["counts"]), threshold=t, flagged_clean=mean(a["clean"]),
+                           flagged_aged=mean(a["aged"]), flagged_hard_negatives=mean(a["lines"]))
+                      for t, a in swept.items()]}
 
 
 def format_report(r):
@@ -116,6 +130,11 @@ def format_report(r):
              "  hard negatives by kind: " + ", ".join("%s %.3f %%" % (k, 100 * v) for k, v in
                                                       r["flagged_hard_negatives"].items() if v is not None)]
     p = r["restoration_psnr"]
+    for row in r.get("sweep", []):
+        lines.append("  at %.2f: precision %.3f recall %.3f F1 %.3f (1 px %.3f)  flagged clean %.3f %% aged %.3f %% "
+                     "lines %.3f %%" % (row["threshold"], row["precision"], row["recall"], row["f1"], row["f1_1px"],
+                                       100 * row["flagged_clean"], 100 * row["flagged_aged"],
+                                       100 * row["flagged_hard_negatives"]))
     if p["true_mask"] is not None:
         lines.append("restoration PSNR (whole crop)  true mask %.2f dB   detected mask %.2f dB   (%+.2f)   "
                      "left damaged %.2f dB" % (p["true_mask"], p["detected_mask"], p["detected_mask"] - p["true_mask"],
@@ -133,6 +152,7 @@ def register(sub):
                                                                 "flagged (default: the model's)")
     p.add_argument("--damage-model", metavar="ONNX", help="evaluate another damage-detection ONNX model")
     p.add_argument("--no-restore", action="store_true", help="skip the restoration PSNR (faster)")
+    p.add_argument("--sweep", metavar="T,T,...", help="also score the mask and the false alarms at these thresholds")
     p.add_argument("--seed", type=int, default=0, help="damage seed (default 0)")
     p.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
     p.set_defaults(func=run)
@@ -145,8 +165,14 @@ def run(args):
         raise TinctError("%s: folder not found" % args.dir)
     if args.threshold is not None and not 0 < args.threshold < 1:
         raise TinctError("--threshold must be between 0 and 1")
+    try:
+        sweep = [float(t) for t in args.sweep.split(",")] if args.sweep else []
+    except ValueError:
+        raise TinctError("--sweep takes thresholds separated by commas, e.g. 0.3,0.5,0.7")
+    if any(not 0 < t < 1 for t in sweep):
+        raise TinctError("--sweep thresholds must be between 0 and 1")
     results = run_eval_damage(args.dir, args.limit, Detector(args.damage_model), threshold=args.threshold,
-                              seed=args.seed, restore=not args.no_restore)
+                              seed=args.seed, restore=not args.no_restore, sweep=sweep)
     print(format_report(results))
     if args.json:
         with open(args.json, "w") as f:

@@ -126,8 +126,10 @@ def train_damage(corpus, out_dir, steps=6000, batch_size=16, crop=128, lr=2e-3, 
                        betas=(0.9, 0.999))
 
 
-def export_damage(ckpt_path, out_path, opset=17):
-    """Checkpoint -> ONNX (input l, output damage probability), sides dynamic (multiples of size_multiple)."""
+def export_damage(ckpt_path, out_path, opset=17, threshold=None):
+    """Checkpoint -> ONNX (input l, output damage probability), sides dynamic (multiples of size_multiple).
+    threshold: the flagging threshold stamped into the model (the detector's default), e.g. one chosen
+    on corpus photos with `tinct eval-damage --sweep`."""
     import warnings
 
     import torch
@@ -153,7 +155,8 @@ def export_damage(ckpt_path, out_path, opset=17):
                           input_names=["l"], output_names=["damage"], dynamic_axes=axes, opset_version=opset,
                           dynamo=False, do_constant_folding=True)
     write_metadata(out_path, {"tinct_version": __version__, "task": "damage", "config": json.dumps(state["config"]),
-                              "train_step": str(state["step"]), "size_multiple": str(m)})
+                              "train_step": str(state["step"]), "size_multiple": str(m),
+                              **({"threshold": str(threshold)} if threshold is not None else {})})
     return out_path
 
 
@@ -181,6 +184,7 @@ Measure it with `tinct eval-damage ../shared/val`.""")
     e = sub.add_parser("export-damage", help="export a damage-detector checkpoint to ONNX")
     e.add_argument("checkpoint", help="a checkpoint.pt written by `tinct train-damage`")
     e.add_argument("-o", "--output", default=os.path.join("engine", "weights", "tinct-damage.onnx"))
+    e.add_argument("--threshold", type=float, help="the model's default flagging threshold (default 0.5)")
     e.set_defaults(func=run_export)
 
 
@@ -203,8 +207,10 @@ def run_train(args):
 def run_export(args):
     if not os.path.exists(args.checkpoint):
         raise TinctError("%s: checkpoint not found" % args.checkpoint)
+    if args.threshold is not None and not 0 < args.threshold < 1:
+        raise TinctError("--threshold must be between 0 and 1")
     try:
-        export_damage(args.checkpoint, args.output)
+        export_damage(args.checkpoint, args.output, threshold=args.threshold)
     except ValueError as exc:
         raise TinctError(str(exc))
     print("wrote %s" % args.output)
