@@ -10,6 +10,7 @@ Also writes docs/ui.png, the README's screenshot.
 """
 
 import http.client
+import json
 import os
 import shutil
 import signal
@@ -51,21 +52,33 @@ def ui():
     env.update(XDG_RUNTIME_DIR=runtime, XDG_CONFIG_HOME=os.path.join(folder, "config"), PYTHONUNBUFFERED="1")
     photo = os.path.join(folder, "wall.png")
     Image.open(os.path.join(ROOT, "examples", "great_wall_bw.png")).resize((640, 480), Image.BICUBIC).save(photo)
-    proc = subprocess.Popen([sys.executable, "-m", "engine", "ui", "--serve", photo], env=env, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    url = line[line.index("http://"):].split()[0] if "http://" in line else None
+    proc, url = start_ui(env, photo)
     try:
-        assert url, "tinct ui printed no address: %r %s" % (line, proc.stderr.read() if proc.poll() else "")
         yield {"url": url, "env": env, "photo": photo, "folder": folder, "proc": proc}
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        end(proc)
         tinct("stop", env=env)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def start_ui(env, photo, *options):
+    """`tinct ui --serve PHOTO [options]`: (process, the address it printed)."""
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "ui", "--serve", photo] + list(options), env=env,
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    if "http://" not in line:
+        end(proc)
+        pytest.fail("tinct ui printed no address: %r %s" % (line, proc.stderr.read()))
+    return proc, line[line.index("http://"):].split()[0]
+
+
+def end(proc):
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 @pytest.fixture(scope="module")
@@ -222,6 +235,43 @@ def test_a_dead_engine_is_said_and_restarted_and_the_points_stay(ui, page):
     assert points(page) == kept
     assert np.array_equal(after, before), "the new engine's preview of the same points differs"
     assert page.evaluate("fetch('api/health').then(r => r.json()).then(h => h.pid)") != pid
+
+
+# ---- opened by GIMP's Interactive...: Apply and Cancel ----
+
+def test_apply_hands_the_points_back_and_cancel_writes_nothing(ui, browser, tmp_path):
+    for button in ("apply", "cancel"):
+        result = tmp_path / (button + ".json")
+        proc, url = start_ui(ui["env"], ui["photo"], "--apply-to", str(result))
+        page = browser.new_page(bypass_csp=True)
+        try:
+            page.goto(url)
+            wait_preview(page, 0)
+            assert page.is_visible("#apply") and page.is_visible("#cancel") and not page.is_visible("#save")
+            page.fill("#color", "#10a040")
+            g = generation(page)
+            click_photo(page, 100, 90)
+            wait_preview(page, g)
+            page.click("#" + button)
+            assert proc.wait(timeout=30) == 0, "the window did not close on %s" % button
+        finally:
+            page.close()
+            end(proc)
+        if button == "apply":
+            assert json.loads(result.read_text())["points"] == [{"x": 100, "y": 90, "rgb": [16, 160, 64]}]
+        else:
+            assert not result.exists()
+
+
+def test_apply_points_applies_without_a_window(ui, tmp_path):
+    points, result = tmp_path / "points.json", tmp_path / "result.json"
+    points.write_text('[{"x": 5, "y": 6, "rgb": [1, 2, 3]}]')
+    run = tinct("ui", ui["photo"], "--apply-to", str(result), "--apply-points", str(points), env=ui["env"])
+    assert run.returncode == 0, run.stderr
+    assert json.loads(result.read_text())["points"] == [{"x": 5, "y": 6, "rgb": [1, 2, 3]}]
+    points.write_text('[{"x": 5000, "y": 6, "rgb": [1, 2, 3]}]')
+    outside = tinct("ui", ui["photo"], "--apply-to", str(result), "--apply-points", str(points), env=ui["env"])
+    assert outside.returncode == 2 and "outside" in outside.stderr
 
 
 # ---- bad input ----

@@ -45,6 +45,11 @@ def register(sub):
     p.add_argument("--serve", action="store_true", help="no window: serve the page for a web browser and print "
                    "its address")
     p.add_argument("--port", type=int, default=0, help="with --serve: the port on 127.0.0.1 (default: any free one)")
+    p.add_argument("--apply-to", metavar="RESULT.json", help="for a program that opens the window (GIMP's "
+                   "Interactive…): Apply and Cancel replace Save; Apply writes the points to this file and "
+                   "closes the window, Cancel closes it and writes nothing")
+    p.add_argument("--apply-points", metavar="POINTS.json", help="with --apply-to, for scripts: apply these points "
+                   "([{\"x\", \"y\", \"rgb\": [r, g, b]}, ...]) at once, without showing the window")
     p.set_defaults(func=run)
 
 
@@ -64,7 +69,29 @@ def load_session(args):
         points = points_from_hints(load_hints(args.hints, photo, args.photo))
     return EditSession(photo, args.photo, args.output or default_output(args.photo), hints_path, points,
                        load_reference(args.reference), args.size,
-                       new_client=lambda autostart: make_client(autostart=autostart))
+                       new_client=lambda autostart: make_client(autostart=autostart), apply_to=args.apply_to)
+
+
+def apply_points(session, path):
+    """--apply-points: what the window's Apply does, with points from a file."""
+    import json
+
+    from .points import check_points
+
+    try:
+        with open(path) as fh:
+            points = check_points(json.load(fh), session.width, session.height)
+    except (OSError, ValueError) as exc:
+        raise TinctError("%s: %s" % (path, exc))
+    session.apply(points, 1.0)
+    print("applied %d point%s to %s" % (len(points), "" if len(points) == 1 else "s", session.apply_to))
+    return 0
+
+
+def _in_thread(fn):
+    import threading
+
+    return lambda: threading.Thread(target=fn, daemon=True).start()
 
 
 def serve(server, message):
@@ -85,9 +112,14 @@ def run(args):
 
     if args.size < 16:
         raise TinctError("--size must be at least 16")
+    if args.apply_points and not args.apply_to:
+        raise TinctError("--apply-points needs --apply-to (the file to write)")
     session = load_session(args)
+    if args.apply_points:
+        return apply_points(session, args.apply_points)
     server = UiServer(session, args.port if args.serve else 0)
     session.watch.start()
+    server.on_done = _in_thread(server.httpd.shutdown)
     if args.serve:
         return serve(server, "Tinct: open %s in a web browser on this computer; Ctrl+C here ends it.")
     reason = no_display_reason()
@@ -99,8 +131,9 @@ def run(args):
     if reason:
         return serve(server, "Tinct: " + reason + ", so no window; open %s in a web browser instead.")
     server.start()
-    webview.create_window("Tinct — %s" % os.path.basename(args.photo), url=server.url, width=1200, height=820,
+    window = webview.create_window("Tinct — %s" % os.path.basename(args.photo), url=server.url, width=1200, height=820,
                           min_size=(640, 480))
+    server.on_done = _in_thread(window.destroy)
     webview.start()
     server.stop()
     return 0

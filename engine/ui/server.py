@@ -21,8 +21,12 @@ MAX_REFERENCE = 64 << 20
 class UiServer(PageServer):
     def __init__(self, session, port=0):
         self.session = session
-        self.saved = None   # the last Save's answer, for a caller waiting on the window (GIMP)
+        self.on_done = None   # called after Apply or Cancel (GIMP's Interactive…): the window closes
         PageServer.__init__(self, _Handler, port, page_dir=PAGE_DIR)
+
+    def done(self):
+        if self.on_done is not None:
+            self.on_done()
 
     @property
     def url(self):
@@ -83,7 +87,7 @@ class _Handler(PageHandler):
 
     def _api_preview(self, body):
         s = self.server_ref.session
-        rgb = s.preview(self._points(body), float(body.get("saturation", 1.0)), body.get("reference", 0),
+        rgb = s.preview(self._points(body), _saturation(body), body.get("reference", 0),
                         int(body.get("generation", 0)))
         self.send(200, rgb.tobytes(), "application/octet-stream",
                   [("X-Generation", str(int(body.get("generation", 0)))),
@@ -96,7 +100,20 @@ class _Handler(PageHandler):
         self.send_json(200, {"colors": colors})
 
     def _api_save(self, body):
-        saved = self.server_ref.session.save(self._points(body), float(body.get("saturation", 1.0)),
-                                             body.get("reference", 0))
-        self.server_ref.saved = saved
+        saved = self.server_ref.session.save(self._points(body), _saturation(body), body.get("reference", 0))
         self.send_json(200, saved)
+
+    def _api_apply(self, body):
+        self.send_json(200, self.server_ref.session.apply(self._points(body), _saturation(body)))
+        self.server_ref.done()
+
+    def _api_cancel(self, body):
+        self.send_json(200, {"cancelled": True})
+        self.server_ref.done()
+
+
+def _saturation(body):
+    value = float(body.get("saturation", 1.0))
+    if not 0.0 <= value <= 4.0:
+        raise ValueError("saturation must be from 0 to 4, got %s" % value)
+    return value

@@ -112,8 +112,9 @@ class EditSession:
     """The photo, its working-grid copy, the reference, and the engine calls the page makes."""
 
     def __init__(self, photo, photo_path, out_path, hints_path, points=(), reference=None, size=256,
-                 new_client=None):
+                 new_client=None, apply_to=None):
         self.photo = photo
+        self.apply_to = apply_to   # a caller's file (GIMP's Interactive…): Apply writes the points there
         self.photo_path, self.out_path, self.hints_path = photo_path, out_path, hints_path
         self.height, self.width = photo.shape[:2]
         self.size = size
@@ -140,7 +141,7 @@ class EditSession:
                 "preview_height": self.preview_h, "name": os.path.basename(self.photo_path),
                 "points": [{"x": x, "y": y, "rgb": list(rgb)} for x, y, rgb in self.points],
                 "reference": self.initial_reference, "out_path": self.out_path,
-                "hints_path": self.hints_path}
+                "hints_path": self.hints_path, "apply": bool(self.apply_to)}
 
     def display_png(self):
         """The photo as the page shows it under the colors: 8-bit, long side at most DISPLAY_SIDE."""
@@ -231,3 +232,18 @@ class EditSession:
         save_png(self.hints_path, hint_image(points, W, H))
         self.points = list(points)
         return {"photo": self.out_path, "hints": self.hints_path, "saturation": saturation}
+
+    def apply(self, points, saturation):
+        """Hand the points to the caller that opened the window (GIMP's Interactive…): it places them
+        as its `Tinct hints` layer and colorizes with them. Written whole or not at all."""
+        import json
+
+        if not self.apply_to:
+            raise TinctError("this window was not opened to apply to anything; use Save")
+        tmp = self.apply_to + ".part"
+        with open(tmp, "w") as fh:
+            json.dump({"points": [{"x": x, "y": y, "rgb": list(rgb)} for x, y, rgb in points],
+                       "saturation": saturation}, fh)
+        os.replace(tmp, self.apply_to)
+        self.points = list(points)
+        return {"applied": len(points)}

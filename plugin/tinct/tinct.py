@@ -10,6 +10,8 @@ image to the core through GimpHost and registers the procedures
   plug-in-tinct-add-hint-layer    a transparent `Tinct hints` layer above the photo
   plug-in-tinct-add-damage-mask   a transparent `Tinct damage` layer above the photo
   plug-in-tinct-detect-damage     Detect Damage: the engine paints what it finds into `Tinct damage`
+  plug-in-tinct-interactive       Interactive...: the colorization window (`tinct ui`); Apply gives
+                                  `Tinct hints` and `Tinct color` in one undo (points-file: no window)
 
 Script use (python-fu):
   proc = Gimp.get_pdb().lookup_procedure("plug-in-tinct-colorize")
@@ -40,6 +42,7 @@ from tinct_core import roles, settings as tsettings  # noqa: E402
 from tinct_core.detect import detect_damage  # noqa: E402
 from tinct_core.engine import EngineBridge  # noqa: E402
 from tinct_core.errors import TinctUserError  # noqa: E402
+from tinct_core.interactive import interactive, run_window, window_command  # noqa: E402
 from tinct_core.job import Host, IndexedImage, colorize, new_layer_place  # noqa: E402
 from tinct_core.pixels import Pixels  # noqa: E402
 
@@ -48,6 +51,7 @@ PROC_AGAIN = "plug-in-tinct-colorize-again"
 PROC_HINTS = "plug-in-tinct-add-hint-layer"
 PROC_DAMAGE = "plug-in-tinct-add-damage-mask"
 PROC_DETECT = "plug-in-tinct-detect-damage"
+PROC_INTERACTIVE = "plug-in-tinct-interactive"
 MENU = "<Image>/Filters/Colors/Tinct"
 
 _FORMATS = {1: "Y'", 2: "Y'A", 3: "R'G'B'", 4: "R'G'B'A"}
@@ -321,7 +325,7 @@ class Tinct(Gimp.PlugIn):
         return False
 
     def do_query_procedures(self):
-        return [PROC_COLORIZE, PROC_AGAIN, PROC_HINTS, PROC_DAMAGE, PROC_DETECT]
+        return [PROC_COLORIZE, PROC_AGAIN, PROC_INTERACTIVE, PROC_HINTS, PROC_DAMAGE, PROC_DETECT]
 
     def do_create_procedure(self, name):
         if name == PROC_COLORIZE:
@@ -348,6 +352,18 @@ class Tinct(Gimp.PlugIn):
             proc.set_documentation("Add a Tinct hint layer",
                                    "Adds a transparent layer 'Tinct hints' above the photo and selects it: paint "
                                    "dots of the colors you want, then Colorize again.", name)
+        elif name == PROC_INTERACTIVE:
+            proc = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, self.run_interactive, None)
+            proc.set_menu_label("_Interactive...")
+            proc.set_documentation(
+                "Colorize interactively in the Tinct window",
+                "Opens the photo with its visible 'Tinct hints' dots in the Tinct window: place color points, "
+                "pick suggested colors, see the photo change at once. Apply brings the points back as the "
+                "'Tinct hints' layer and the colors as the 'Tinct color' layer, in one undo step; Cancel leaves "
+                "the image as it was. For scripts, points-file (JSON [{\"x\", \"y\", \"rgb\": [r, g, b]}]) "
+                "applies those points without showing the window.", name)
+            proc.add_string_argument("points-file", "_Points file", "JSON points to apply without the window "
+                                     "(empty: show the window)", "", GObject.ParamFlags.READWRITE)
         elif name == PROC_DETECT:
             proc = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, self.run_detect, None)
             proc.set_menu_label("De_tect Damage")
@@ -431,6 +447,22 @@ class Tinct(Gimp.PlugIn):
             return _fail(procedure, run_mode, "Tinct failed: %s: %s" % (type(exc).__name__, exc))
         if run_mode == Gimp.RunMode.INTERACTIVE and not outcome.found:
             Gimp.message("Tinct found no damage on this photo.")
+        return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
+
+    # --- Interactive... ------------------------------------------------------------------
+    def run_interactive(self, procedure, run_mode, image, drawables, config, run_data):
+        host = GimpHost(image, drawables, run_mode == Gimp.RunMode.INTERACTIVE)
+        engine = EngineBridge()
+        try:
+            command = window_command(engine.client.start_command())
+            layer = interactive(host, tsettings.load_last(), engine, lambda *paths: run_window(command, *paths),
+                                config.get_property("points-file") or None)
+        except TinctUserError as exc:
+            return _fail(procedure, run_mode, str(exc))
+        except Exception as exc:
+            return _fail(procedure, run_mode, "Tinct failed: %s: %s" % (type(exc).__name__, exc))
+        if layer is None:
+            return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
         return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
 
     # --- Add Hint Layer / Add Damage Mask -------------------------------------------------

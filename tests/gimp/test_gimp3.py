@@ -1161,3 +1161,93 @@ def test_one_undo_takes_back_detect_damage(gimp, engine, detect_run):
     assert rep["run"]["layers"] == ["Tinct damage", "Background"]
     assert rep["undo1"]["layers"] == ["Tinct damage", "Background"]
     assert rep["undo1"]["same_layer"] and rep["undo1"]["restored"], "one undo did not bring back the user's layer"
+
+
+# --------------------------------------------------------------------------------------------
+# Interactive... (issue 20): the window's Apply, scripted (points-file runs `tinct ui --apply-points`,
+# the code path of the window's Apply button), inside GIMP's chroot
+
+INTERACTIVE = r"""
+import json
+import os
+import time
+
+def wait_undo(n):
+    ids = [l.get_id() for l in img.get_layers()]
+    open(WORK + "/ready-%d" % n, "w").close()
+    t0 = time.time()
+    while time.time() - t0 < 60:
+        if os.path.exists(WORK + "/undone-%d" % n) and [l.get_id() for l in img.get_layers()] != ids:
+            break
+        time.sleep(0.1)
+    time.sleep(0.2)
+
+img = load(WORK + "/photo.png")
+disp = Gimp.Display.new(img)
+Gimp.displays_flush()
+photo = img.get_layers()[0]
+before = native(photo)
+REPORT["menu"] = list(PDB.lookup_procedure("plug-in-tinct-interactive").get_menu_paths())
+run("plug-in-tinct-add-hint-layer", img, [photo])
+hints = img.get_layers()[0]
+write(hints, 150, 160, 3, 3, bytes([255, 30, 30, 255]) * 9)
+painted_before = read(hints)
+with open(WORK + "/points.json", "w") as fh:
+    json.dump([{"x": 151, "y": 161, "rgb": [255, 30, 30]}, {"x": 40, "y": 200, "rgb": [20, 160, 40]}], fh)
+st, msg, _ = run("plug-in-tinct-interactive", img, [photo], points_file=WORK + "/points.json")
+new_hints = [l for l in img.get_layers() if l.get_name() == "Tinct hints"]
+REPORT["apply"] = {"status": st, "msg": msg, "layers": describe(img), "same": native(photo) == before}
+if new_hints:
+    dump(new_hints[0], WORK + "/interactive_hints.raw")
+wait_undo(1)   # Edit > Undo once: the whole Apply
+back = [l for l in img.get_layers() if l.get_name() == "Tinct hints"]
+REPORT["undo1"] = {"layers": describe(img), "restored": bool(back) and read(back[0]) == painted_before,
+                   "same": native(photo) == before}
+disp.delete()
+"""
+
+
+def test_interactive_apply_gives_hints_and_color_layers_in_one_undo(gimp, engine):
+    """Filters > Colors > Tinct > Interactive... with its Apply scripted: the points come back as the
+    `Tinct hints` layer (one dot each) and the colors as `Tinct color`; one Edit > Undo (Ctrl+Z, GIMP's
+    GUI on Xvfb) takes back both and brings the hint layer the user painted back."""
+    pressed = []
+    with gui.desktop(gimp) as env:
+        def undoer():
+            t0 = time.time()
+            while not os.path.exists(gimp.path("ready-1")) and time.time() - t0 < 200:
+                time.sleep(0.1)
+            win = None
+            for _ in range(50):
+                for i in gui.xdotool(gimp, env, "search", "--name", "GIMP$"):
+                    if "layer" in gui.window_name(gimp, env, i):
+                        win = i
+                if win:
+                    break
+                time.sleep(0.2)
+            if win is not None:
+                gui.xdotool(gimp, env, "windowfocus", "--sync", win)
+                time.sleep(0.3)
+                gui.xdotool(gimp, env, "key", "--window", win, "ctrl+z")
+                pressed.append(1)
+            open(gimp.path("undone-1"), "a").close()
+
+        for name in ("ready-1", "undone-1"):  # left by an earlier GUI test
+            if os.path.exists(gimp.path(name)):
+                os.unlink(gimp.path(name))
+        t = threading.Thread(target=undoer, daemon=True)
+        t.start()
+        rep, out, took = gimp.batch(INTERACTIVE, env=env, timeout=300, gui=True)
+        t.join(10)
+    _check(rep, out)
+    assert "<Image>/Filters/Colors/Tinct" in rep["menu"]
+    assert rep["apply"]["status"] == "success", rep["apply"]["msg"]
+    assert _names(rep["apply"]["layers"]) == ["Tinct hints", "Tinct color", "Background"], rep["apply"]["layers"]
+    assert rep["apply"]["same"], "Interactive... changed the photo's pixels"
+    hints = _raw(gimp.path("interactive_hints.raw"), 320, 240)
+    ys, xs = np.nonzero(hints[..., 3])
+    assert sorted(zip(xs.tolist(), ys.tolist())) == [(40, 200), (151, 161)]
+    assert hints[161, 151].tolist() == [255, 30, 30, 255] and hints[200, 40].tolist() == [20, 160, 40, 255]
+    assert pressed == [1], "could not drive Edit > Undo:\n" + out[-2000:]
+    assert _names(rep["undo1"]["layers"]) == ["Tinct hints", "Background"]
+    assert rep["undo1"]["restored"] and rep["undo1"]["same"], "one undo did not bring the painted hints back"

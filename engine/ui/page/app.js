@@ -438,6 +438,22 @@ async function save() {
   }
 }
 
+// Opened by GIMP's Interactive…: Apply hands the points back (GIMP colorizes with them), Cancel
+// leaves the image as it was; either closes the window.
+async function finish(apply) {
+  try {
+    if (apply) {
+      await call("apply", {points: wire(edit.points), saturation: edit.saturation, reference: edit.reference});
+    } else {
+      await call("cancel", {});
+    }
+    document.body.dataset.finished = apply ? "applied" : "cancelled";
+    setStatus(apply ? "Applied: GIMP places the points and the colors." : "Cancelled: the image is unchanged.");
+  } catch (err) {
+    setStatus((apply ? "Apply" : "Cancel") + " failed: " + err.message, true);
+  }
+}
+
 function setStatus(text, bad) {
   const s = $("status");
   s.textContent = text;
@@ -452,7 +468,7 @@ function onKeyDown(ev) {
   const key = ev.key.toLowerCase();
   if (ctrl && key === "z" && !ev.shiftKey) { undo(); }
   else if (ctrl && (key === "y" || (key === "z" && ev.shiftKey))) { redo(); }
-  else if (ctrl && key === "s") { save(); }
+  else if (ctrl && key === "s") { if (info.apply) finish(true); else save(); }
   else if (ctrl) { return; }
   else if (key === "delete" || key === "backspace") { deleteSelected(); }
   else if (key === "b") { setBefore(true); }
@@ -503,6 +519,10 @@ async function start() {
   $("before").addEventListener("click", () => setBefore(!before));
   $("fit").addEventListener("click", fit);
   $("save").addEventListener("click", save);
+  $("save").hidden = !!info.apply;
+  $("apply").hidden = $("cancel").hidden = !info.apply;
+  $("apply").addEventListener("click", () => finish(true));
+  $("cancel").addEventListener("click", () => finish(false));
   $("delete").addEventListener("click", deleteSelected);
   $("color").addEventListener("input", () => setColor(hexToRgb($("color").value), "color"));
   $("saturation").addEventListener("input", () => {
