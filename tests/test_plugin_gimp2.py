@@ -93,7 +93,7 @@ def check_one_undo_group(gf, img):
 def test_registers_procedures_and_menus(plugin, gf):
     procs = gf.PROCEDURES
     assert set(procs) == {"plug-in-tinct-colorize", "plug-in-tinct-colorize-again", "plug-in-tinct-add-hint-layer",
-                          "plug-in-tinct-add-damage-mask"}
+                          "plug-in-tinct-add-damage-mask", "plug-in-tinct-detect-damage"}
     assert all(p["menu"] == "<Image>/Filters/Colors/Tinct" for p in procs.values())
     assert procs["plug-in-tinct-colorize"]["label"] == "_Colorize..."
     params = [p[1] for p in procs["plug-in-tinct-colorize"]["params"]]
@@ -384,3 +384,53 @@ def test_gimp2_16bit_compat_pixels_when_precision_is_not_enabled(gf):
     gf.pdb.gimp_plugin_enable_precision()
     assert layer.get_pixel_rgn(0, 0, 2, 1, False, False)[0:2, 0:1] == b"\x00\x00\xff\xff"
     gf.reset()
+
+
+def _white_scratch(gf, img, photo, x, y0, y1):
+    """Paint a white vertical scratch into the photo (gray 255: what the fake engine flags)."""
+    ch, bps = photo.channels, photo.bytes_per_sample
+    for y in range(y0, y1):
+        i = (y * photo.width + x) * ch * bps
+        photo.buffer[i:i + (ch - photo.has_alpha) * bps] = b"\xff" * ((ch - photo.has_alpha) * bps)
+
+
+@pytest.mark.parametrize("gray", [False, True])
+def test_detect_damage_adds_the_layer_in_one_undo_group(plugin, gf, engine, gray):
+    img, photo = make_image(gf, base=gf.GRAY if gray else None, offsets=(3, 4), canvas=(50, 40))
+    _white_scratch(gf, img, photo, 7, 2, 12)
+    gf.reset()
+    layer = plugin.tinct_detect_damage(img, photo)
+    assert names(img) == ["Tinct damage", "Background"] and img.active_layer is layer
+    assert layer.offsets == (3, 4) and (layer.width, layer.height) == (photo.width, photo.height)
+    assert layer.type == (gf.GRAYA_IMAGE if gray else gf.RGBA_IMAGE) and img.base_type == (gf.GRAY if gray else gf.RGB)
+    c = layer.channels
+    alpha = layer.buffer[c - 1::c]
+    flagged = [i for i, a in enumerate(alpha) if a]
+    gray = photo.buffer[0::photo.channels * photo.bytes_per_sample]
+    assert flagged == [i for i, v in enumerate(gray) if v >= 250]
+    assert set(y * photo.width + 7 for y in range(2, 12)) <= set(flagged)
+    check_one_undo_group(gf, img)
+
+
+def test_detect_damage_keeps_what_the_user_painted_and_fails_cleanly(plugin, gf, engine):
+    img, photo = make_image(gf, offsets=(3, 4), canvas=(50, 40))
+    _white_scratch(gf, img, photo, 7, 2, 12)
+    user = hint_layer(gf, img, "Tinct damage", w=10, h=6, offsets=(20, 20), dots=[(1, 1, (0, 255, 0, 255))])
+    user.opacity = 40.0
+    gf.reset()
+    layer = plugin.tinct_detect_damage(img, photo, 0.3)
+    assert engine.requests[-1]["threshold"] == 0.3
+    assert names(img) == ["Tinct damage", "Background"] and layer is not user
+    # the user's layer (its own size and offset) is kept, with its paint and opacity; the scratch (photo
+    # x 7 = image x 10) lies left of it (image x 20..29), so nothing is added
+    assert (layer.width, layer.height, layer.offsets, layer.opacity) == (10, 6, (20, 20), 40.0)
+    assert layer.buffer[(1 * 10 + 1) * 4:(1 * 10 + 1) * 4 + 4] == bytearray([0, 255, 0, 255])
+    assert sum(1 for a in layer.buffer[3::4] if a) == 1
+    check_one_undo_group(gf, img)
+
+    engine.fail = RuntimeError("engine down")
+    gf.reset()
+    assert plugin.tinct_detect_damage(img, photo) is None
+    assert names(img) == ["Tinct damage", "Background"] and img.layers[0] is layer
+    assert any("engine down" in str(c) for c in gf.CALLS)
+

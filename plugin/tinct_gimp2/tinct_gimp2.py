@@ -11,6 +11,7 @@ A thin adapter over tinct_core (installed beside this file). Procedures:
   plug-in-tinct-colorize-again    the last settings, no dialog
   plug-in-tinct-add-hint-layer    a transparent `Tinct hints` layer above the photo
   plug-in-tinct-add-damage-mask   a transparent `Tinct damage` layer above the photo
+  plug-in-tinct-detect-damage     Detect Damage: the engine paints what it finds into `Tinct damage`
 
 GIMP 2.10 hands a plug-in 8-bit pixels unless it enables precision: Tinct does that for
 16-bit gamma images (16-bit result) and works in 8 bits on the other perceptual precisions;
@@ -29,6 +30,7 @@ for _p in (HERE, os.path.dirname(HERE)):  # installed: tinct_core beside us; in 
 import gimpfu  # noqa: E402  (gimp, pdb, register, main, PF_*, constants)
 
 from tinct_core import roles, settings as tsettings  # noqa: E402
+from tinct_core.detect import detect_damage  # noqa: E402
 from tinct_core.engine import EngineBridge  # noqa: E402
 from tinct_core.errors import TinctUserError  # noqa: E402
 from tinct_core.job import Host, colorize, new_layer_place  # noqa: E402
@@ -214,6 +216,21 @@ class Gimp2Host(Host):
         drawable.flush()
         drawable.update(0, 0, pixels.width, pixels.height)
 
+    def new_mask_layer(self, above, name, area, opacity, visible):
+        """A Normal layer of the image's kind (RGBA or gray+alpha) over `area`, stacked above `above`."""
+        src = above.handle
+        ltype = gimpfu.GRAYA_IMAGE if self.base_type() == "GRAY" else gimpfu.RGBA_IMAGE
+        layer = gimpfu.gimp.Layer(self.image, name, area.width, area.height, ltype, float(opacity),
+                                  gimpfu.LAYER_MODE_NORMAL)
+        position = gimpfu.pdb.gimp_image_get_item_position(self.image, src)
+        gimpfu.pdb.gimp_image_insert_layer(self.image, layer, src.parent, position)
+        layer.set_offsets(area.x, area.y)
+        layer.visible = bool(visible)
+        return self.info(layer)
+
+    def write_layer_bytes(self, layer, data, channels):
+        self.write_pixels(layer, Pixels(bytes(data), layer.width, layer.height, channels, 8))
+
     def remove_layer(self, layer):
         gimpfu.pdb.gimp_image_remove_layer(self.image, layer.handle)
 
@@ -309,6 +326,20 @@ def tinct_add_damage_mask(image, drawable):
     return _add_layer(image, drawable, roles.DAMAGE_NAME)
 
 
+def tinct_detect_damage(image, drawable, threshold=0.0):
+    host = Gimp2Host(image, drawable)
+    try:
+        outcome = detect_damage(host, EngineBridge(), threshold or None)
+        image.active_layer = outcome.layer.handle  # ready for brush and eraser
+        gimpfu.gimp.displays_flush()
+        return outcome.layer.handle
+    except TinctUserError as exc:
+        host.message(str(exc))
+    except Exception as exc:
+        host.message("Tinct failed: %s: %s" % (type(exc).__name__, exc))
+    return None
+
+
 def register_all():
     author = ("Tinct", "Tinct", "2026")
     gimpfu.register(
@@ -352,6 +383,15 @@ def register_all():
         [(gimpfu.PF_IMAGE, "image", "Input image", None),
          (gimpfu.PF_DRAWABLE, "drawable", "The photo layer", None)],
         [], tinct_add_damage_mask, menu=MENU)
+    gimpfu.register(
+        "plug-in-tinct-detect-damage", "Find scratches, cracks, dust and tears",
+        "The Tinct engine looks for damage on the photo and paints what it finds into the 'Tinct damage' layer "
+        "(added when missing; what you painted there stays), in one undo step. Correct it, then Colorize Again.",
+        author[0], author[1], author[2], "De_tect Damage", "RGB*, GRAY*",
+        [(gimpfu.PF_IMAGE, "image", "Input image", None),
+         (gimpfu.PF_DRAWABLE, "drawable", "The photo layer", None),
+         (gimpfu.PF_FLOAT, "threshold", "Threshold (0 = the model's default)", 0.0)],
+        [], tinct_detect_damage, menu=MENU)
 
 
 register_all()

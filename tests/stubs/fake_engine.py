@@ -3,6 +3,7 @@
 Colors deterministically: R = the photo's gray, G = gray / 2, B = gray / 4, in the
 requested bits; records every request. fail= makes colorize raise that exception.
 A painted damage mask is reported restored (info restored_pixels), as the real engine does.
+detect_damage flags every pixel whose gray is at least 250 (white scratches on the print).
 """
 
 from array import array
@@ -17,6 +18,16 @@ class FakeClient(object):
 
     def hello(self):
         return {"device": self._device}
+
+    def detect_damage(self, photo, threshold=None, options=None, progress=None, cancel=None):
+        self.requests.append(dict(photo=photo, threshold=threshold, kind="detect_damage"))
+        if self.fail is not None:
+            raise self.fail
+        c = photo["channels"]
+        gray = bytearray(photo["data"])[0::c] if photo["dtype"] == "uint8" else bytearray(photo["data"])[1::2 * c]
+        mask = bytes(bytearray(255 if v >= 250 else 0 for v in gray))
+        return {"mask": {"data": mask, "width": photo["width"], "height": photo["height"], "channels": 1,
+                         "dtype": "uint8"}, "info": {"damaged_pixels": mask.count(b"\xff")}}
 
     def colorize(self, photo, hints, reference=None, damage=None, instances=None, options=None, progress=None,
                  cancel=None):
