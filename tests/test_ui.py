@@ -174,11 +174,11 @@ def test_point_suggestion_undo_and_save(ui, page, tmp_path):
     swatches = page.locator("#suggestions .swatch")
     assert swatches.count() == 8
     titles = [swatches.nth(i).get_attribute("title") for i in range(8)]
-    def chroma(title):
-        rgb = [int(title[k:k + 2], 16) for k in (1, 3, 5)]
-        return max(rgb) - min(rgb)
+    def greenness(title):   # the trees' color: any suggestion but the point's own would do
+        r, g, b = [int(title[k:k + 2], 16) for k in (1, 3, 5)]
+        return g - max(r, b)
 
-    pick = max((i for i, t in enumerate(titles) if not t.startswith("#d02020")), key=lambda i: chroma(titles[i]))
+    pick = max((i for i, t in enumerate(titles) if not t.startswith("#d02020")), key=lambda i: greenness(titles[i]))
     wanted = titles[pick].split(",")[0]
     g = generation(page)
     swatches.nth(pick).click()
