@@ -49,9 +49,12 @@ def _scores(c):
 
 
 def run_eval_damage(folder, limit=None, detector=None, restorer=None, threshold=None, seed=0, progress=True,
-                    restore=True, sweep=()):
+                    restore=True, sweep=(), sheet_rows=0):
     """The numbers of the protocol above, as a dict. sweep: more thresholds to score the mask and the
-    flagged shares at (the probabilities are computed once), under "sweep"."""
+    flagged shares at (the probabilities are computed once), under "sweep". sheet_rows: keep the first
+    photos' maps (damaged, truth, detected, restored with the detected mask) under "sheet"."""
+    from scipy import ndimage
+
     from .color import rgb_to_lab
     from .damage_synth import NEGATIVE_KINDS, DamageSynth
     from .detect_damage import Detector
@@ -69,8 +72,8 @@ def run_eval_damage(folder, limit=None, detector=None, restorer=None, threshold=
     counts = np.zeros(7, np.int64)
     flagged = {"clean": [], "aged": []}
     negatives = {k: [] for k in NEGATIVE_KINDS}
-    psnr = {"damaged": [], "true_mask": [], "detected_mask": []}
-    damaged_share = []
+    psnr = {"damaged": [], "true_mask": [], "detected_mask": [], "detected_mask_grown": []}
+    damaged_share, sheet = [], []
     sweep = sorted(set(float(t) for t in sweep))
     swept = {t: {"counts": np.zeros(7, np.int64), "clean": [], "aged": [], "lines": []} for t in sweep}
     it = enumerate(paths)
@@ -105,9 +108,14 @@ def run_eval_damage(folder, limit=None, detector=None, restorer=None, threshold=
         if restorer is not None:
             psnr["damaged"].append(_psnr_gray(damaged, reference))
             psnr["true_mask"].append(_psnr_gray(restorer.fill(damaged, ~(truth | unsure)), reference))
-            psnr["detected_mask"].append(_psnr_gray(restorer.fill(damaged, ~pred), reference))
+            fixed = restorer.fill(damaged, ~pred)
+            psnr["detected_mask"].append(_psnr_gray(fixed, reference))
+            grown = ndimage.binary_dilation(pred, np.ones((3, 3), bool))  # a crack's soft edge too
+            psnr["detected_mask_grown"].append(_psnr_gray(restorer.fill(damaged, ~grown), reference))
+            if len(sheet) < sheet_rows:  # truth: white = damage, gray = unsure; found: white
+                sheet.append([damaged, np.where(truth, 100.0, np.where(unsure, 50.0, 0.0)), pred * 100.0, fixed])
     mean = lambda v: float(np.mean(v)) if v else None  # noqa: E731
-    return {"photos": len(paths), "side": SIDE, "threshold": threshold, "seed": seed,
+    return {"sheet": sheet, "photos": len(paths), "side": SIDE, "threshold": threshold, "seed": seed,
             "damaged_share": mean(damaged_share), "mask": _scores(counts),
             "flagged": {k: mean(v) for k, v in flagged.items()},
             "flagged_hard_negatives": {k: mean(v) for k, v in negatives.items()},
@@ -136,9 +144,10 @@ def format_report(r):
                                        100 * row["flagged_clean"], 100 * row["flagged_aged"],
                                        100 * row["flagged_hard_negatives"]))
     if p["true_mask"] is not None:
-        lines.append("restoration PSNR (whole crop)  true mask %.2f dB   detected mask %.2f dB   (%+.2f)   "
-                     "left damaged %.2f dB" % (p["true_mask"], p["detected_mask"], p["detected_mask"] - p["true_mask"],
-                                              p["damaged"]))
+        lines.append("restoration PSNR (whole crop)  true mask %.2f dB   detected mask %.2f dB (%+.2f), grown by "
+                     "1 px %.2f dB (%+.2f)   left damaged %.2f dB"
+                     % (p["true_mask"], p["detected_mask"], p["detected_mask"] - p["true_mask"],
+                        p["detected_mask_grown"], p["detected_mask_grown"] - p["true_mask"], p["damaged"]))
     return "\n".join(lines)
 
 
@@ -155,6 +164,8 @@ def register(sub):
     p.add_argument("--sweep", metavar="T,T,...", help="also score the mask and the false alarms at these thresholds")
     p.add_argument("--seed", type=int, default=0, help="damage seed (default 0)")
     p.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
+    p.add_argument("--sheet", metavar="PNG", help="a contact sheet of damaged / truth / found / restored with what "
+                                                   "was found, on the first 4 photos")
     p.set_defaults(func=run)
 
 
@@ -172,9 +183,17 @@ def run(args):
     if any(not 0 < t < 1 for t in sweep):
         raise TinctError("--sweep thresholds must be between 0 and 1")
     results = run_eval_damage(args.dir, args.limit, Detector(args.damage_model), threshold=args.threshold,
-                              seed=args.seed, restore=not args.no_restore, sweep=sweep)
+                              seed=args.seed, restore=not args.no_restore, sweep=sweep,
+                              sheet_rows=4 if args.sheet else 0)
     print(format_report(results))
+    if args.sheet:
+        from .evaluate_restore import restore_sheet
+
+        if not results["sheet"]:
+            raise TinctError("--sheet needs the restoration (drop --no-restore)")
+        restore_sheet(results["sheet"], args.sheet)
+        print("wrote %s" % args.sheet)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+            json.dump({k: v for k, v in results.items() if k != "sheet"}, f, indent=1)
     return 0
