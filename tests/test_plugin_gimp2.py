@@ -93,7 +93,8 @@ def check_one_undo_group(gf, img):
 def test_registers_procedures_and_menus(plugin, gf):
     procs = gf.PROCEDURES
     assert set(procs) == {"plug-in-tinct-colorize", "plug-in-tinct-colorize-again", "plug-in-tinct-add-hint-layer",
-                          "plug-in-tinct-add-damage-mask", "plug-in-tinct-detect-damage"}
+                          "plug-in-tinct-add-damage-mask", "plug-in-tinct-detect-damage",
+                          "plug-in-tinct-interactive"}
     assert all(p["menu"] == "<Image>/Filters/Colors/Tinct" for p in procs.values())
     assert procs["plug-in-tinct-colorize"]["label"] == "_Colorize..."
     params = [p[1] for p in procs["plug-in-tinct-colorize"]["params"]]

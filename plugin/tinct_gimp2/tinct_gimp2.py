@@ -12,6 +12,8 @@ A thin adapter over tinct_core (installed beside this file). Procedures:
   plug-in-tinct-add-hint-layer    a transparent `Tinct hints` layer above the photo
   plug-in-tinct-add-damage-mask   a transparent `Tinct damage` layer above the photo
   plug-in-tinct-detect-damage     Detect Damage: the engine paints what it finds into `Tinct damage`
+  plug-in-tinct-interactive       Interactive...: the colorization window (`tinct ui`); Apply gives
+                                  `Tinct hints` and `Tinct color` in one undo (points_file: no window)
 
 GIMP 2.10 hands a plug-in 8-bit pixels unless it enables precision: Tinct does that for
 16-bit gamma images (16-bit result) and works in 8 bits on the other perceptual precisions;
@@ -33,6 +35,7 @@ from tinct_core import roles, settings as tsettings  # noqa: E402
 from tinct_core.detect import detect_damage  # noqa: E402
 from tinct_core.engine import EngineBridge  # noqa: E402
 from tinct_core.errors import TinctUserError  # noqa: E402
+from tinct_core.interactive import interactive, run_window, window_command  # noqa: E402
 from tinct_core.job import Host, colorize, new_layer_place  # noqa: E402
 from tinct_core.pixels import Pixels, convert_channels, to_8bit, to_16bit  # noqa: E402
 
@@ -340,6 +343,20 @@ def tinct_detect_damage(image, drawable, threshold=0.0):
     return None
 
 
+def tinct_interactive(image, drawable, points_file=""):
+    host = Gimp2Host(image, drawable)
+    engine = EngineBridge()
+    try:
+        command = window_command(engine.client.start_command())
+        interactive(host, tsettings.load_last(), engine, lambda *paths: run_window(command, *paths),
+                    points_file or None)
+        gimpfu.gimp.displays_flush()
+    except TinctUserError as exc:
+        host.message(str(exc))
+    except Exception as exc:
+        host.message("Tinct failed: %s: %s" % (type(exc).__name__, exc))
+
+
 def register_all():
     author = ("Tinct", "Tinct", "2026")
     gimpfu.register(
@@ -392,6 +409,17 @@ def register_all():
          (gimpfu.PF_DRAWABLE, "drawable", "The photo layer", None),
          (gimpfu.PF_FLOAT, "threshold", "Threshold (0 = the model's default)", 0.0)],
         [], tinct_detect_damage, menu=MENU)
+    gimpfu.register(
+        "plug-in-tinct-interactive", "Colorize interactively in the Tinct window",
+        "Opens the photo with its visible 'Tinct hints' dots in the Tinct window: place color points, pick "
+        "suggested colors, see the photo change at once. Apply brings the points back as the 'Tinct hints' layer "
+        "and the colors as the 'Tinct color' layer, in one undo step; Cancel leaves the image as it was. For "
+        "scripts, points_file (JSON [{x, y, rgb: [r, g, b]}]) applies those points without the window.",
+        author[0], author[1], author[2], "_Interactive...", "RGB*, GRAY*",
+        [(gimpfu.PF_IMAGE, "image", "Input image", None),
+         (gimpfu.PF_DRAWABLE, "drawable", "The photo layer", None),
+         (gimpfu.PF_STRING, "points_file", "Points to apply without the window (empty: the window)", "")],
+        [], tinct_interactive, menu=MENU)
 
 
 register_all()
