@@ -56,6 +56,15 @@ class PageServer(object):
         self.httpd.shutdown()
         self.httpd.server_close()
 
+    def serve_until_stopped(self):
+        """Serve in this thread until Ctrl+C (or a shutdown from a request), then close."""
+        try:
+            self.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
 
 class PageHandler(BaseHTTPRequestHandler):
     """Helpers for a page's requests: the Host check, replies, static files, JSON bodies."""

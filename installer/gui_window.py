@@ -30,12 +30,7 @@ def serve(args, open_browser=False):
         import webbrowser
 
         webbrowser.open(server.url)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    server.serve_until_stopped()
     return 0
 
 

@@ -97,12 +97,7 @@ def _in_thread(fn):
 def serve(server, message):
     print(message % server.url)
     sys.stdout.flush()
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    server.serve_until_stopped()
     return 0
 
 

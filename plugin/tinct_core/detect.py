@@ -14,7 +14,7 @@ import re
 
 from . import roles
 from .errors import TinctCancelled, TinctUserError
-from .job import new_layer_place
+from .job import new_layer_place, undo_group
 from .pixels import split_alpha
 
 PAINT_RGB = b"\xff\x00\x00\xff"  # found damage shows red on an RGB image ...
@@ -95,23 +95,15 @@ def detect_damage(host, engine, threshold=None, cancel=None):
     pixels = paint(base, placed_mask(bytes(mask), photo, area), value)
 
     host.progress(0.92, "Tinct: painting the damage layer")
-    created = None
-    host.undo_group_start()
-    try:
-        created = host.new_mask_layer(old or above, roles.DAMAGE_NAME, area,
-                                      old.opacity if old else 100.0, old.visible if old else True)
+    made = []
+    with undo_group(host, made):
+        made.append(host.new_mask_layer(old or above, roles.DAMAGE_NAME, area,
+                                        old.opacity if old else 100.0, old.visible if old else True))
+        created = made[0]
         host.write_layer_bytes(created, pixels, channels)
         if old is not None:
             host.remove_layer(old)
             host.rename_layer(created, roles.DAMAGE_NAME)
-    except Exception:
-        try:
-            if created is not None:
-                host.remove_layer(created)
-        finally:
-            host.undo_group_end()
-        raise
-    host.undo_group_end()
     host.flush()
     host.progress(1.0, "Tinct: done")
     return DetectOutcome(created, found, info)

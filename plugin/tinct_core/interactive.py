@@ -23,7 +23,7 @@ import zlib
 
 from . import roles
 from .errors import TinctCancelled, TinctUserError
-from .job import apply_result, plan_colorize
+from .job import apply_result, plan_colorize, undo_group
 from .pixels import Pixels, _bytes, _units
 
 PNG_COLOR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}   # channels -> PNG color type (gray, gray+alpha, RGB, RGBA)
@@ -129,24 +129,14 @@ def interactive(host, settings, engine, window, points_path=None, cancel=None):
     if cancel is not None and cancel():
         raise TinctCancelled()
     host.progress(0.92, "Tinct: placing the result")
-    created = None
-    host.undo_group_start()
-    try:
+    created = []
+    with undo_group(host, created):
         layer, _ = apply_result(host, plan, rgb, settings)   # (its own undo group nests in this one)
-        created = host.new_mask_layer(layer, roles.HINTS_PREFIX, plan.photo, 100.0, True)
-        host.write_layer_bytes(created, dots.data, 4)
+        created.append(host.new_mask_layer(layer, roles.HINTS_PREFIX, plan.photo, 100.0, True))
+        host.write_layer_bytes(created[0], dots.data, 4)
         for old in replaced:   # their dots are now the points (one undo brings them back)
             host.remove_layer(old)
-        if replaced:
-            host.rename_layer(created, roles.HINTS_PREFIX)
-    except Exception:
-        try:
-            if created is not None:
-                host.remove_layer(created)
-        finally:
-            host.undo_group_end()
-        raise
-    host.undo_group_end()
+        host.rename_layer(created[0], roles.HINTS_PREFIX)
     host.flush()
     host.progress(1.0, "Tinct: done")
     return layer

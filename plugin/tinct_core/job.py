@@ -11,6 +11,8 @@ Stdlib only, Python 2.7 and 3.
 
 from __future__ import absolute_import, division
 
+import contextlib
+
 from . import roles
 from .errors import TinctCancelled, TinctUserError
 from .pixels import add_alpha, alpha_is_empty, convert_channels, mask_is_empty, placed_alpha, split_alpha
@@ -140,6 +142,23 @@ class IndexedImage(TinctUserError):
         TinctUserError.__init__(
             self, "Tinct works on RGB and grayscale images, and this image uses indexed colors. "
                   "Convert it with Image > Mode > RGB and run Tinct again.")
+
+
+@contextlib.contextmanager
+def undo_group(host, created):
+    """One undo group around a change that makes layers: when the block fails, the layers it
+    listed in `created` (LayerInfo) are removed again before the group closes, and the error goes on."""
+    host.undo_group_start()
+    try:
+        yield
+    except Exception:
+        try:
+            for layer in reversed(created):
+                host.remove_layer(layer)
+        finally:
+            host.undo_group_end()
+        raise
+    host.undo_group_end()
 
 
 def new_layer_place(host):

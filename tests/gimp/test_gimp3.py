@@ -1123,35 +1123,42 @@ disp.delete()
 """
 
 
+def _undo_once_when_ready(gimp, env, pressed, wait_s):
+    """A thread that, once the batch script leaves `ready-1`, presses Ctrl+Z in GIMP's image window
+    (appending 1 to `pressed`) and leaves `undone-1`, always, so the script never waits forever."""
+    def undoer():
+        t0 = time.time()
+        while not os.path.exists(gimp.path("ready-1")) and time.time() - t0 < wait_s:
+            time.sleep(0.1)
+        win = None
+        for _ in range(50):
+            for i in gui.xdotool(gimp, env, "search", "--name", "GIMP$"):
+                if "layer" in gui.window_name(gimp, env, i):
+                    win = i
+            if win:
+                break
+            time.sleep(0.2)
+        if win is not None:
+            gui.xdotool(gimp, env, "windowfocus", "--sync", win)
+            time.sleep(0.3)
+            gui.xdotool(gimp, env, "key", "--window", win, "ctrl+z")
+            pressed.append(1)
+        open(gimp.path("undone-1"), "a").close()
+
+    for name in ("ready-1", "undone-1"):  # left by an earlier GUI test
+        if os.path.exists(gimp.path(name)):
+            os.unlink(gimp.path(name))
+    t = threading.Thread(target=undoer, daemon=True)
+    t.start()
+    return t
+
+
 def test_one_undo_takes_back_detect_damage(gimp, engine, detect_run):
     """In GIMP's GUI (Xvfb), Edit > Undo (Ctrl+Z) once takes back a whole Detect Damage run: the user's
     damage layer comes back as they painted it."""
     pressed = []
     with gui.desktop(gimp) as env:
-        def undoer():
-            t0 = time.time()
-            while not os.path.exists(gimp.path("ready-1")) and time.time() - t0 < 150:
-                time.sleep(0.1)
-            win = None
-            for _ in range(50):
-                for i in gui.xdotool(gimp, env, "search", "--name", "GIMP$"):
-                    if "layer" in gui.window_name(gimp, env, i):
-                        win = i
-                if win:
-                    break
-                time.sleep(0.2)
-            if win is not None:
-                gui.xdotool(gimp, env, "windowfocus", "--sync", win)
-                time.sleep(0.3)
-                gui.xdotool(gimp, env, "key", "--window", win, "ctrl+z")
-                pressed.append(1)
-            open(gimp.path("undone-1"), "a").close()
-
-        for name in ("ready-1", "undone-1"):  # left by an earlier GUI test
-            if os.path.exists(gimp.path(name)):
-                os.unlink(gimp.path(name))
-        t = threading.Thread(target=undoer, daemon=True)
-        t.start()
+        t = _undo_once_when_ready(gimp, env, pressed, 150)
         px, py = detect_run["painted"]
         rep, out, took = gimp.batch("PX, PY = %d, %d\n" % (px, py) + DETECT_UNDO, env=env, timeout=240, gui=True)
         t.join(10)
@@ -1167,20 +1174,8 @@ def test_one_undo_takes_back_detect_damage(gimp, engine, detect_run):
 # Interactive... (issue 20): the window's Apply, scripted (points-file runs `tinct ui --apply-points`,
 # the code path of the window's Apply button), inside GIMP's chroot
 
-INTERACTIVE = r"""
+INTERACTIVE = UNDO.split("img = load(")[0] + r"""
 import json
-import os
-import time
-
-def wait_undo(n):
-    ids = [l.get_id() for l in img.get_layers()]
-    open(WORK + "/ready-%d" % n, "w").close()
-    t0 = time.time()
-    while time.time() - t0 < 60:
-        if os.path.exists(WORK + "/undone-%d" % n) and [l.get_id() for l in img.get_layers()] != ids:
-            break
-        time.sleep(0.1)
-    time.sleep(0.2)
 
 img = load(WORK + "/photo.png")
 disp = Gimp.Display.new(img)
@@ -1213,30 +1208,7 @@ def test_interactive_apply_gives_hints_and_color_layers_in_one_undo(gimp, engine
     GUI on Xvfb) takes back both and brings the hint layer the user painted back."""
     pressed = []
     with gui.desktop(gimp) as env:
-        def undoer():
-            t0 = time.time()
-            while not os.path.exists(gimp.path("ready-1")) and time.time() - t0 < 200:
-                time.sleep(0.1)
-            win = None
-            for _ in range(50):
-                for i in gui.xdotool(gimp, env, "search", "--name", "GIMP$"):
-                    if "layer" in gui.window_name(gimp, env, i):
-                        win = i
-                if win:
-                    break
-                time.sleep(0.2)
-            if win is not None:
-                gui.xdotool(gimp, env, "windowfocus", "--sync", win)
-                time.sleep(0.3)
-                gui.xdotool(gimp, env, "key", "--window", win, "ctrl+z")
-                pressed.append(1)
-            open(gimp.path("undone-1"), "a").close()
-
-        for name in ("ready-1", "undone-1"):  # left by an earlier GUI test
-            if os.path.exists(gimp.path(name)):
-                os.unlink(gimp.path(name))
-        t = threading.Thread(target=undoer, daemon=True)
-        t.start()
+        t = _undo_once_when_ready(gimp, env, pressed, 200)
         rep, out, took = gimp.batch(INTERACTIVE, env=env, timeout=300, gui=True)
         t.join(10)
     _check(rep, out)
