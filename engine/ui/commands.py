@@ -21,7 +21,8 @@ examples:
   tinct ui --serve photo.jpg                 no window: prints an address to open in a web browser
 
 in the window:
-  click             place a point (its color: the suggestion the network likes best there)
+  click             place a point in the picker's color; the panel then shows the colors the
+                    network finds likely there: one click uses one
   drag a point      move it;  right-click or Delete: remove the selected point
   wheel / drag      zoom / pan;  0 fits the photo;  B (hold) shows the photo before
   Ctrl+Z, Ctrl+Y    undo, redo;  Ctrl+S save
