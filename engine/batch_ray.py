@@ -32,9 +32,14 @@ def add_ray_options(parser):
     """The `--ray` options of `tinct batch` (registered by engine.commands; importing ray waits for --ray)."""
     group = parser.add_argument_group(
         "on a Ray cluster (pip install 'tinct[ray]'; docs/scale.md)",
-        "INPUT_DIR, OUTPUT_DIR and the hints and damage folders may then also be URLs that pyarrow or fsspec "
-        "read (s3://bucket/scans, gs://..., file:///...). Outputs that already exist are skipped, so a killed "
-        "job run again does only what is left; photos that fail are listed in OUTPUT_DIR/%s." % REPORT_NAME)
+        "INPUT_DIR, OUTPUT_DIR and the hints and damage folders may then also be URLs that\n"
+        "pyarrow or fsspec read (s3://bucket/scans, gs://..., file:///...). Outputs already there\n"
+        "are skipped, so a killed job run again does only what is left; photos that fail are\n"
+        "listed in OUTPUT_DIR/%s and the job goes on. Each output is byte-identical\n"
+        "to plain tinct batch's on the same machine.\n"
+        "  tinct batch scans/ colored/ --ray           a local Ray on this machine's CPUs\n"
+        "  RAY_ADDRESS=head:6379 tinct batch s3://archive/scans s3://archive/colored --ray --device cuda"
+        % REPORT_NAME)
     group.add_argument("--ray", nargs="?", const="auto", metavar="ADDRESS",
                        help="run on Ray: join the cluster at ADDRESS (host:port or ray://host:port); without "
                             "ADDRESS, or with auto, join $RAY_ADDRESS when set, else start a local Ray")
@@ -137,11 +142,10 @@ class FolderIndex:
         name = self.by_stem.get(stem)
         if name is None:
             return None
-        path = posixpath.join(self.folder, name) if not is_local(self.fs) else os.path.join(self.folder, name)
         if is_local(self.fs):
-            return path
+            return os.path.join(self.folder, name)
         local = os.path.join(scratch, name)
-        fetch(self.fs, path, local)
+        fetch(self.fs, posixpath.join(self.folder, name), local)
         return local
 
 
