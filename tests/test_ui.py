@@ -238,6 +238,55 @@ def test_a_dead_engine_is_said_and_restarted_and_the_points_stay(ui, page):
     assert page.evaluate("fetch('api/health').then(r => r.json()).then(h => h.pid)") != pid
 
 
+def test_drag_delete_reference_saturation_and_before(ui, page, tmp_path):
+    from PIL import Image
+
+    page.evaluate("edit.points = []; selected = -1; edited()")   # (a new page opens with the points last sent)
+    base = wait_preview(page, 0)
+    page.fill("#color", "#e0a020")
+    g = generation(page)
+    click_photo(page, 150, 150)
+    placed = wait_preview(page, g)
+
+    start = page.evaluate("toScreen(150.5, 150.5)")
+    end = page.evaluate("toScreen(450.5, 100.5)")
+    box = page.locator("#view").bounding_box()
+    g = generation(page)
+    page.mouse.move(box["x"] + start["x"], box["y"] + start["y"])
+    page.mouse.down()
+    page.mouse.move(box["x"] + end["x"], box["y"] + end["y"], steps=8)
+    page.mouse.up()
+    dragged = wait_preview(page, g)
+    assert [(p["x"], p["y"]) for p in points(page)] == [(450, 100)]
+    assert not np.array_equal(dragged, placed)
+
+    g = generation(page)
+    page.keyboard.press("Delete")
+    assert points(page) == []
+    assert np.array_equal(wait_preview(page, g), base), "deleting the only point did not bring the preview back"
+
+    blue = str(tmp_path / "blue.png")
+    Image.new("RGB", (64, 48), (20, 60, 230)).save(blue)
+    g = generation(page)
+    page.set_input_files("#reference-file", blue)
+    referenced = wait_preview(page, g)
+    assert page.evaluate("edit.reference") > 0 and page.is_visible("#reference-thumb")
+    assert not np.array_equal(referenced, base), "the reference changed nothing"
+
+    g = generation(page)
+    page.fill("#saturation", "0")
+    gray = wait_preview(page, g).astype(int)
+    assert np.abs(gray - gray[..., :1]).max() <= 2, "saturation 0 left color in the preview"
+
+    page.click("#before")
+    assert page.get_attribute("#before", "aria-pressed") == "true"
+    page.click("#before")
+    g = generation(page)
+    page.click("#undo")   # the saturation
+    page.click("#undo")   # the reference
+    assert np.array_equal(wait_preview(page, g), base)
+
+
 # ---- opened by GIMP's Interactive...: Apply and Cancel ----
 
 def test_apply_hands_the_points_back_and_cancel_writes_nothing(ui, browser, tmp_path):
