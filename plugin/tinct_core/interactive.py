@@ -27,6 +27,7 @@ from .job import apply_result, plan_colorize, undo_group
 from .pixels import Pixels, _bytes, _units
 
 PNG_COLOR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}   # channels -> PNG color type (gray, gray+alpha, RGB, RGBA)
+INTERRUPTED = (130, -2)   # `tinct` stopped by SIGINT (after its handler, or before Python installed one)
 
 
 def write_png(path, pix):
@@ -89,6 +90,8 @@ def run_window(command, photo_path, hints_path, result_path, points_path=None):
         cmd += ["--apply-points", points_path]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = proc.communicate()
+    if proc.returncode in INTERRUPTED:   # Ctrl+C in its terminal: like closing the window
+        return None
     if proc.returncode != 0:
         text = (err or out or b"").decode("utf-8", "replace").strip().splitlines()
         raise TinctUserError("The Tinct window failed: %s" % (text[-1] if text else "exit status %d" % proc.returncode))

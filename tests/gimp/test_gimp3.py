@@ -1223,3 +1223,54 @@ def test_interactive_apply_gives_hints_and_color_layers_in_one_undo(gimp, engine
     assert pressed == [1], "could not drive Edit > Undo:\n" + out[-2000:]
     assert _names(rep["undo1"]["layers"]) == ["Tinct hints", "Background"]
     assert rep["undo1"]["restored"] and rep["undo1"]["same"], "one undo did not bring the painted hints back"
+
+
+INTERACTIVE_CLOSED = r"""
+img = load(WORK + "/photo.png")
+photo = img.get_layers()[0]
+run("plug-in-tinct-add-hint-layer", img, [photo])
+hints = img.get_layers()[0]
+write(hints, 150, 160, 3, 3, bytes([255, 30, 30, 255]) * 9)
+before, painted, layers = native(photo), read(hints), describe(img)
+st, msg, _ = run("plug-in-tinct-interactive", img, [photo])
+REPORT["closed"] = {"status": st, "msg": msg, "same_layers": describe(img) == layers,
+                    "same": native(photo) == before, "same_hints": read(img.get_layers()[0]) == painted}
+"""
+
+
+def _window_pids():
+    """The `tinct ui --apply-to` processes running now (the plug-in's window, inside the chroot)."""
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as fh:
+                args = fh.read().split(b"\0")
+        except OSError:
+            continue
+        if b"ui" in args and b"--apply-to" in args:
+            pids.append(int(pid))
+    return pids
+
+
+def test_interactive_window_closed_without_apply_changes_nothing(gimp, engine):
+    """Interactive... without a points file opens the window (here, with no display, its page server);
+    closing it (Ctrl+C) without Apply leaves the image exactly as it was."""
+    closed = []
+
+    def closer():
+        t0 = time.time()
+        while not closed and time.time() - t0 < 150:
+            for pid in _window_pids():
+                os.kill(pid, signal.SIGINT)
+                closed.append(pid)
+            time.sleep(0.2)
+
+    t = threading.Thread(target=closer, daemon=True)
+    t.start()
+    rep, out, took = gimp.batch(INTERACTIVE_CLOSED, timeout=200)
+    t.join(5)
+    _check(rep, out)
+    assert closed, "the plug-in opened no window:\n" + out[-2000:]
+    r = rep["closed"]
+    assert r["status"] == "cancel", r["msg"]
+    assert r["same_layers"] and r["same"] and r["same_hints"]
