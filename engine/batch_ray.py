@@ -234,16 +234,21 @@ def connect(address):
         address = os.environ.get("RAY_ADDRESS") or None
     if address and address not in ("auto", "local"):
         check_reachable(address)
-    try:
-        import ray
-    except ImportError:
-        raise TinctError("--ray needs Ray: pip install 'tinct[ray]'")
+    import ray
+
     if ray.is_initialized():
         return False
     # Ray's core warns on stderr about internals (e.g. "constructor arguments in the object store"); quiet
     # unless the user asked for its logs
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
-    ray.init(address=address, logging_level="ERROR", log_to_driver=False, include_dashboard=False)
+    local = {} if address else {"include_dashboard": False}
+    try:
+        ray.init(address=address, logging_level="ERROR", log_to_driver=False, **local)
+    except (ConnectionError, ValueError) as exc:  # e.g. a token-protected head; ray:// without ray[client]
+        hint = "; a cluster from `ray start` wants its token: RAY_AUTH_MODE=token" if isinstance(
+            exc, ConnectionError) else ""
+        raise TinctError("cannot join the Ray cluster at %s (%s)%s" % (address, str(exc).strip().splitlines()[-1],
+                                                                      hint))
     return True
 
 
@@ -344,6 +349,11 @@ class Report:
 
 
 def run_batch_ray(args):
+    import importlib.util
+
+    missing = [m for m in ("ray", "pyarrow") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise TinctError("--ray needs %s: pip install 'tinct[ray]'" % " and ".join(missing))
     if args.ray_actors:
         parse_actors(args.ray_actors)  # a typo fails before Ray starts
     in_fs, todo, skipped, out_fs, out_dir = plan(args)
