@@ -287,6 +287,27 @@ def test_drag_delete_reference_saturation_and_before(ui, page, tmp_path):
     assert np.array_equal(wait_preview(page, g), base)
 
 
+def test_a_reference_dropped_on_the_window(ui, page):
+    import base64
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 30), (230, 40, 30)).save(buf, "PNG")
+    before_drop = wait_preview(page, 0)
+    g = generation(page)
+    page.evaluate("""(b64) => {
+        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        const data = new DataTransfer();
+        data.items.add(new File([bytes], "red.png", {type: "image/png"}));
+        document.getElementById("drop").dispatchEvent(new DragEvent("drop", {dataTransfer: data, bubbles: true}));
+    }""", base64.b64encode(buf.getvalue()).decode())
+    dropped = wait_preview(page, g)
+    assert page.evaluate("edit.reference") > 0 and page.is_visible("#reference-thumb")
+    assert not np.array_equal(dropped, before_drop), "the dropped reference changed nothing"
+
+
 # ---- opened by GIMP's Interactive...: Apply and Cancel ----
 
 def test_apply_hands_the_points_back_and_cancel_writes_nothing(ui, browser, tmp_path):

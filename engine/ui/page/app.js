@@ -412,12 +412,12 @@ async function useReferenceFile(file) {
 
 function showReference() {
   const thumb = $("reference-thumb");
-  const url = referenceThumbs[edit.reference];
-  thumb.hidden = !edit.reference || !url;
+  const url = edit.reference ? referenceThumbs[edit.reference] : null;
+  thumb.hidden = !url;
   if (url) thumb.src = url;
-  $("reference-none").hidden = !!edit.reference;
-  $("reference-none").textContent = edit.reference && !url ? "Reference from the command line" : "No reference";
-  $("reference-none").hidden = !!url;
+  const none = $("reference-none");
+  none.textContent = edit.reference ? "Reference from the command line" : "No reference";
+  none.hidden = !!url;
   $("reference-clear").disabled = !edit.reference;
 }
 
