@@ -241,9 +241,10 @@ def connect(address):
     # Ray's core warns on stderr about internals (e.g. "constructor arguments in the object store"); quiet
     # unless the user asked for its logs
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
-    local = {} if address else {"include_dashboard": False}
+    # no address: a new local Ray, even where `ray start` once ran on this machine (ray.init would join that)
+    where = {"address": address} if address else {"address": "local", "include_dashboard": False}
     try:
-        ray.init(address=address, logging_level="ERROR", log_to_driver=False, **local)
+        ray.init(logging_level="ERROR", log_to_driver=False, **where)
     except (ConnectionError, ValueError) as exc:  # e.g. a token-protected head; ray:// without ray[client]
         hint = "; a cluster from `ray start` wants its token: RAY_AUTH_MODE=token" if isinstance(
             exc, ConnectionError) else ""

@@ -30,7 +30,7 @@ def ray_cluster():
     credentials are set first so that its actors inherit them."""
     saved = {k: os.environ.get(k) for k in S3_ENV}
     os.environ.update(S3_ENV)
-    context = ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    context = ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     yield context.address_info["gcs_address"]
     ray.shutdown()
     for k, v in saved.items():
