@@ -2,8 +2,8 @@
 """The colorization window's edit loop (issue 20): the time from an edit to its new preview.
 A script, not a test: it prints figures next to the target (<= 150 ms at 256², warm).
 
-It runs `tinct ui --serve` on the bundled sample enlarged to a scan-like size (the preview is
-at the working size whatever the photo's size), with an engine of its own in private temp
+It runs `tinct ui --serve` on the bundled sample, cropped square and enlarged to a scan-like
+size (the preview is at the working size, 256x256 here, whatever the photo's size), with an engine of its own in private temp
 folders, and measures what the page does on an edit: POST the points to api/preview and
 read the RGB preview back. Warm: after a few previews, as when a user is at work.
 
@@ -71,6 +71,8 @@ def main():
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TINCT_", "XDG_"))}
     env.update(XDG_RUNTIME_DIR=runtime, XDG_CONFIG_HOME=os.path.join(folder, "config"), PYTHONUNBUFFERED="1")
     im = Image.open(SAMPLE).convert("L")
+    side = min(im.size)   # square, so that the preview is the target's 256x256
+    im = im.crop(((im.width - side) // 2, (im.height - side) // 2, (im.width + side) // 2, (im.height + side) // 2))
     scale = (args.megapixels * 1e6 / (im.width * im.height)) ** 0.5
     W, H = int(im.width * scale), int(im.height * scale)
     photo = os.path.join(folder, "scan.png")
