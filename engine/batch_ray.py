@@ -159,7 +159,6 @@ class PhotoWorker:
         from .commands import load_reference, make_colorizer, make_restorer
 
         self.args = argparse.Namespace(**options["args"])
-        self.scratch = tempfile.mkdtemp(prefix="tinct-ray-")
         self.colorizer = make_colorizer(self.args)
         if self.args.method == "net":
             self.colorizer.runtime  # load once, here, not on the first photo
@@ -167,10 +166,11 @@ class PhotoWorker:
         self.restorer = make_restorer(self.args) if options["damage_dir"] else None
         self.reference = None
         if options["reference_bytes"] is not None:
-            ref_path = os.path.join(self.scratch, "reference" + options["reference_ext"])
-            with open(ref_path, "wb") as f:
-                f.write(options["reference_bytes"])
-            self.reference = load_reference(ref_path)
+            with tempfile.TemporaryDirectory(prefix="tinct-ray-") as tmp:
+                ref_path = os.path.join(tmp, "reference" + options["reference_ext"])
+                with open(ref_path, "wb") as f:
+                    f.write(options["reference_bytes"])
+                self.reference = load_reference(ref_path)
         self.input_scheme = options["input_scheme"]
         self.out_fs, self.out_dir = open_location(options["output"])
         self.hints = FolderIndex(options["hints_dir"]) if options["hints_dir"] else None
@@ -189,7 +189,7 @@ class PhotoWorker:
         path = self.input_scheme + path  # as the user spells it: s3://bucket/scans/x.jpg
         name = posixpath.basename(path)
         stem = posixpath.splitext(name)[0]
-        work = tempfile.mkdtemp(dir=self.scratch)
+        work = tempfile.mkdtemp(prefix="tinct-ray-")
         local_in = os.path.join(work, name)
         try:
             with open(local_in, "wb") as f:
