@@ -165,8 +165,9 @@ def register(sub):
         "train-damage", help="train the damage detector (resumable)",
         formatter_class=argparse.RawDescriptionHelpFormatter, description=__doc__,
         epilog="""The shipped detector came from (engine/weights/MODEL_CARD_DAMAGE.md):
-  tinct train-damage --out runs/damage --steps 6000 --threads 1
-  tinct export-damage runs/damage/checkpoint.pt -o engine/weights/tinct-damage.onnx
+  tinct train-damage --out runs/damage --steps 7000 --threads 1   (stopped at step 400, then)
+  tinct train-damage --out runs/damage --steps 5500 --threads 1
+  tinct export-damage runs/damage/checkpoint.pt -o engine/weights/tinct-damage.onnx --threshold 0.8
 Measure it with `tinct eval-damage ../shared/val`.""")
     t.add_argument("--corpus", default=DEFAULT_CORPUS, help="folder of training photos (default %(default)s)")
     t.add_argument("--out", default=os.path.join("runs", "damage"), help="run folder for checkpoint and log")
