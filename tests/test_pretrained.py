@@ -69,6 +69,26 @@ def _random_inputs(h, w, seed=0):
         prop)]
 
 
+def test_fine_tuning_starts_from_a_head_saved_before_the_distribution_took_hints(trained, tiny_corpus, tmp_path):
+    """`--init` with `--loss rgb`: an older head (no dist_hints) loads with that input at zero, so
+    its outputs are unchanged; weights of another shape are refused; a fine-tuning run starts from it."""
+    from engine.models.hintnet import HintHead, load_head
+
+    old = {k: v for k, v in torch.load(os.path.join(trained, "weights.pt"), weights_only=False)["head"].items()
+           if not k.startswith("dist_hints.")}
+    loaded = load_head(HintHead(), old).state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in old.items())
+    assert not loaded["dist_hints.weight"].any() and not loaded["dist_hints.bias"].any()
+    with pytest.raises(ValueError, match="do not fit"):
+        load_head(HintHead(), {k: v for k, v in old.items() if not k.startswith("ab_head.")})
+    messages = []
+    train_pretrained(tiny_corpus, str(tmp_path / "tune"), steps=2, batch_size=2, window=64, checkpoint_every=2,
+                     holdout=2, crops_per_photo=1, init=os.path.join(trained, "weights.pt"), loss="rgb", progress=False,
+                     log=messages.append, feature_cache=os.path.join(trained, "features"))
+    assert any("starting from the head" in m for m in messages)
+    assert '"rgb"' in (tmp_path / "tune" / "log.jsonl").read_text()
+
+
 def test_onnx_encoder_head_and_whole_network_match_torch(trained, exported):
     import onnxruntime as ort
 
@@ -141,6 +161,8 @@ def test_cli_trains_and_exports_the_pretrained_encoder_network(tiny_corpus, tmp_
               "--batch-size", "2", "--crops-per-photo", "1", "--checkpoint-every", "1", "--threads", "2"]
     assert main(common + ["--crop", "48"]) == 2  # not a multiple of the encoder's 32
     assert "multiple of 32" in capsys.readouterr().err and not out.exists()
+    assert main(common + ["--crop", "64", "--loss", "huber+rgb"]) == 2  # lite0 takes huber or rgb
+    assert "huber or rgb" in capsys.readouterr().err and not out.exists()
     assert main(common + ["--crop", "64"]) == 0
     model = str(tmp_path / "m.onnx")
     assert main(["export", str(out / "weights.pt"), "-o", model]) == 0

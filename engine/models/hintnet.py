@@ -87,6 +87,12 @@ class HintHead(nn.Module):
         self.proj4, self.lat4, self.hint4 = nn.Conv2d(d8, d4, 1), nn.Conv2d(f4, d4, 1), nn.Conv2d(h4, d4, 1)
         self.dec4 = conv_bn(d4, d4)
         self.dist_head = nn.Conv2d(d4, NUM_BINS, 1)
+        # the hints at 1/4 straight into the distribution: a 1x1 conv can put a peak at a hint's ab
+        # (logit_k = c_k.ab - |c_k|^2/2 is linear in ab), so a dot leads `tinct suggest` at its spot;
+        # zero at first, so a head trained without it starts unchanged
+        self.dist_hints = nn.Conv2d(6, NUM_BINS, 1)
+        nn.init.zeros_(self.dist_hints.weight)
+        nn.init.zeros_(self.dist_hints.bias)
         self.proj2, self.hint2 = nn.Conv2d(d4, d2, 1), nn.Conv2d(h2, d2, 1)
         self.dec2 = conv_bn(d2, d2, 1)
         self.proj1, self.hint1 = nn.Conv2d(d2, d1, 1), nn.Conv2d(h1, d1, 1)
@@ -101,12 +107,30 @@ class HintHead(nn.Module):
         x = self.dec16(up2(self.proj16(x)) + self.lat16(f16))
         x = self.dec8(up2(self.proj8(x)) + self.lat8(f8) + self.hint8(h8) + self.hint_summary(hint_ab, hint_mask))
         x = self.dec4(up2(self.proj4(x)) + self.lat4(f4) + self.hint4(h4))
-        dist = self.dist_head(x)
+        dist = self.dist_head(x) + self.dist_hints(quarter_hints(hint_ab, hint_mask, hint_prop))
         x = self.dec2(up2(self.proj2(x)) + self.hint2(h2))
         x = self.dec1(up2(self.proj1(x)) + self.hint1(h1))
         ab = torch.tanh(self.ab_head(x)) * AB_SCALE
         gate = self.prop_gate(x, hint_prop[:, 2:], hint_mask)
         return ab + gate * (hint_prop[:, :2] - ab), dist
+
+
+def quarter_hints(hint_ab, hint_mask, hint_prop):
+    """Hints at 1/4 resolution: the mean hint ab in each 4x4 cell, whether it holds one, and the
+    propagated ab and reach (ab in natural units / 100)."""
+    mask4 = F.avg_pool2d(hint_mask, 4)
+    ab4 = F.avg_pool2d(hint_ab * hint_mask, 4) / mask4.clamp_min(1.0 / 16)
+    return torch.cat([ab4 / 100.0, (mask4 > 0).float(), F.avg_pool2d(hint_prop[:, :2], 4) / 100.0,
+                      F.avg_pool2d(hint_prop[:, 2:], 4)], 1)
+
+
+def load_head(head, state_dict):
+    """Load a head's weights; a head saved before the distribution took the hints directly keeps
+    that input at zero (its outputs are unchanged)."""
+    missing, unexpected = head.load_state_dict(state_dict, strict=False)
+    if unexpected or any(not k.startswith("dist_hints.") for k in missing):
+        raise ValueError("weights do not fit the head: missing %s, unexpected %s" % (missing, unexpected))
+    return head
 
 
 def pad_to_multiple(x, multiple=MULTIPLE, mode="replicate"):

@@ -164,8 +164,10 @@ def run_train(args):
 
 
 def _train_lite0(args):
-    if args.stage != "full" or args.workers or args.init:
-        raise TinctError("--model lite0 trains its head in one stage; --stage, --workers and --init are not for it")
+    if args.stage != "full" or args.workers:
+        raise TinctError("--model lite0 trains its head in one stage; --stage and --workers are not for it")
+    if args.loss not in ("huber", "rgb"):
+        raise TinctError("--model lite0 trains with --loss huber or rgb")
     if args.crop % 32:
         raise TinctError("--model lite0 needs a --crop (training window) that is a multiple of 32")
     from .pretrained import train_pretrained
@@ -175,7 +177,8 @@ def _train_lite0(args):
                                 lr=args.lr or 1e-3, seed=args.seed, limit=args.limit,
                                 checkpoint_every=args.checkpoint_every, threads=args.threads, holdout=args.holdout,
                                 eval_every=args.eval_every, feature_cache=args.feature_cache,
-                                crops_per_photo=args.crops_per_photo, feature_dropout=args.feature_dropout)
+                                crops_per_photo=args.crops_per_photo, feature_dropout=args.feature_dropout,
+                                init=args.init, loss=args.loss)
     except (FileNotFoundError, ImportError, ValueError) as exc:
         raise TinctError(str(exc))
     print("checkpoint: %s" % path)

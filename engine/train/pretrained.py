@@ -15,10 +15,11 @@ from torch.nn import functional as F
 
 from ..gamut import ab_bins
 from ..models.efficientnet import MULTIPLE, Encoder, load_pretrained
-from ..models.hintnet import HintHead, PretrainedColorNet
+from ..models.hintnet import HintHead, PretrainedColorNet, load_head
 from .data import HintSimulator, corpus_paths, stack_samples
 from .features import CorpusFeatures, build_cache
 from .holdout import split_paths
+from .rgb_loss import rgb_mse
 from .loop import CHECKPOINT, WEIGHTS, log_interval, lr_at, optimizer_step, save_atomic, soft_targets
 
 MODEL_NAME = "lite0"
@@ -48,23 +49,31 @@ class WindowBatches:
         return stack_samples([self.sample() for _ in range(size)])
 
 
-def head_loss(head, batch, bins, dist_weight=0.5, huber_delta=5.0):
-    """Huber on ab (full resolution) + cross-entropy on the 313-bin distribution (soft targets)."""
+def head_loss(head, batch, bins, dist_weight=0.5, huber_delta=5.0, loss="huber"):
+    """The regression loss on ab at full resolution (huber: Huber on ab; rgb: squared error in
+    sRGB, the PSNR's own) + cross-entropy on the 313-bin distribution (soft targets)."""
     ab, logits = head(batch["f4"], batch["f8"], batch["f16"], batch["f32"], batch["l"], batch["hint_ab"],
                       batch["hint_mask"], batch["global_hints"], batch["hint_prop"])
-    reg = F.huber_loss(ab, batch["ab"], delta=huber_delta) / huber_delta
+    if loss == "rgb":
+        reg = rgb_mse(batch["l"], ab, batch["ab"])
+    elif loss == "huber":
+        reg = F.huber_loss(ab, batch["ab"], delta=huber_delta) / huber_delta
+    else:
+        raise ValueError("--model lite0 trains with --loss huber or rgb, not %s" % loss)
     target = soft_targets(F.avg_pool2d(batch["ab"], 4), bins)
     ce = -(target * F.log_softmax(logits, dim=1)).sum(1).mean()
-    return reg + dist_weight * ce, {"huber": reg.item(), "ce": ce.item()}
+    return reg + dist_weight * ce, {loss: reg.item(), "ce": ce.item()}
 
 
 def train_pretrained(corpus, out_dir, steps=3000, batch_size=16, window=128, lr=1e-3, seed=0, limit=None,
                      checkpoint_every=100, threads=None, log=print, progress=True, holdout=0, eval_every=500,
-                     feature_cache=None, crops_per_photo=4, feature_dropout=0.1, weight_decay=1e-2):
+                     feature_cache=None, crops_per_photo=4, feature_dropout=0.1, weight_decay=1e-2, init=None,
+                     loss="huber"):
     """Train (or resume) the head on cached encoder features; returns the last checkpoint's path.
 
     feature_cache: the cache folder (default OUT/features); built on first use (minutes), shared
-    by runs with the same photos, holdout, crops and seed."""
+    by runs with the same photos, holdout, crops and seed. init: a lite0 weights file whose head
+    a new run starts from (fine-tuning, for example with another loss)."""
     if threads:
         torch.set_num_threads(threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -84,11 +93,14 @@ def train_pretrained(corpus, out_dir, steps=3000, batch_size=16, window=128, lr=
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
         if state.get("model_name") != MODEL_NAME or state.get("holdout", 0) != holdout:
             raise ValueError("checkpoint in %s is not a %s run with --holdout %d" % (out_dir, MODEL_NAME, holdout))
-        head.load_state_dict(state["head"])
+        load_head(head, state["head"])
         opt.load_state_dict(state["optimizer"])
         step = state["step"]
         batches.rng.bit_generator.state = state["rng"]
         log("resumed from step %d (%s)" % (step, ckpt_path))
+    elif init:
+        load_head(head, torch.load(init, map_location=device, weights_only=False)["head"])
+        log("starting from the head in %s" % init)
     net = PretrainedColorNet(encoder, head).to(device)
     bins = torch.from_numpy(ab_bins()).to(device)
     bar = None
@@ -102,8 +114,8 @@ def train_pretrained(corpus, out_dir, steps=3000, batch_size=16, window=128, lr=
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, steps, lr, warmup=min(100, max(1, steps // 10)))
             batch = {k: torch.from_numpy(v).to(device) for k, v in batches.batch(batch_size).items()}
-            loss, parts = head_loss(head, batch, bins)
-            optimizer_step(opt, loss, parts, history, bar)
+            total, parts = head_loss(head, batch, bins, loss=loss)
+            optimizer_step(opt, total, parts, history, bar)
             step += 1
             if step % checkpoint_every == 0 or step == steps:
                 weights = {"head": head.state_dict(), "step": step, "model_name": MODEL_NAME, "holdout": holdout,
@@ -123,6 +135,5 @@ def load_network(weights_path, map_location="cpu"):
     state = torch.load(weights_path, map_location=map_location, weights_only=False)
     if state.get("model_name") != MODEL_NAME:
         raise ValueError("%s is not a %s network's weights" % (weights_path, MODEL_NAME))
-    head = HintHead()
-    head.load_state_dict(state["head"])
+    head = load_head(HintHead(), state["head"])
     return PretrainedColorNet(Encoder(load_pretrained()), head).eval(), state
