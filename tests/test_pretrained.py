@@ -75,10 +75,11 @@ def test_fine_tuning_starts_from_a_head_saved_before_the_distribution_took_hints
     from engine.models.hintnet import HintHead, load_head
 
     old = {k: v for k, v in torch.load(os.path.join(trained, "weights.pt"), weights_only=False)["head"].items()
-           if not k.startswith("dist_hints.")}
+           if not k.startswith(("dist_hints.", "hint_trust"))}
     loaded = load_head(HintHead(), old).state_dict()
     assert all(torch.equal(loaded[k], v) for k, v in old.items())
     assert not loaded["dist_hints.weight"].any() and not loaded["dist_hints.bias"].any()
+    assert not loaded["hint_trust"].any()
     with pytest.raises(ValueError, match="do not fit"):
         load_head(HintHead(), {k: v for k, v in old.items() if not k.startswith("ab_head.")})
     messages = []
@@ -87,6 +88,19 @@ def test_fine_tuning_starts_from_a_head_saved_before_the_distribution_took_hints
                      log=messages.append, feature_cache=os.path.join(trained, "features"))
     assert any("starting from the head" in m for m in messages)
     assert '"rgb"' in (tmp_path / "tune" / "log.jsonl").read_text()
+
+
+def test_distribution_only_fine_tuning_keeps_every_color_layer(trained, tiny_corpus, tmp_path):
+    """`--distribution-only`: only the distribution's output layers learn; every other weight and
+    BatchNorm statistic stays the --init head's, so the colors it paints are exactly the same."""
+    init = os.path.join(trained, "weights.pt")
+    train_pretrained(tiny_corpus, str(tmp_path / "dist"), steps=2, batch_size=2, window=64, checkpoint_every=2,
+                     holdout=2, eval_every=2, crops_per_photo=1, init=init, distribution_only=True, lr=1e-2,
+                     feature_cache=os.path.join(trained, "features"), **QUIET)
+    before = torch.load(init, weights_only=False)["head"]
+    after = torch.load(str(tmp_path / "dist" / "weights.pt"), weights_only=False)["head"]
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith(("dist_head.", "dist_hints.", "hint_trust")) for k in changed), changed
 
 
 def test_onnx_encoder_head_and_whole_network_match_torch(trained, exported):
@@ -163,6 +177,8 @@ def test_cli_trains_and_exports_the_pretrained_encoder_network(tiny_corpus, tmp_
     assert "multiple of 32" in capsys.readouterr().err and not out.exists()
     assert main(common + ["--crop", "64", "--loss", "huber+rgb"]) == 2  # lite0 takes huber or rgb
     assert "huber or rgb" in capsys.readouterr().err and not out.exists()
+    assert main(common + ["--crop", "64", "--distribution-only"]) == 2  # fine-tunes a head given by --init
+    assert "--init" in capsys.readouterr().err and not out.exists()
     assert main(common + ["--crop", "64"]) == 0
     model = str(tmp_path / "m.onnx")
     assert main(["export", str(out / "weights.pt"), "-o", model]) == 0

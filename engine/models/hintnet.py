@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..gamut import NUM_BINS
+from ..gamut import NUM_BINS, ab_bins
 from ..hints import GLOBAL_DIM
 from .colornet import AB_SCALE, HintSummary, PropGate
 from .efficientnet import FEATURE_CHANNELS, MULTIPLE, Encoder
@@ -93,12 +93,20 @@ class HintHead(nn.Module):
         self.dist_hints = nn.Conv2d(6, NUM_BINS, 1)
         nn.init.zeros_(self.dist_hints.weight)
         nn.init.zeros_(self.dist_hints.bias)
+        # and where a cell holds a hint, a learned trust in it: a Gaussian bump at the hint's ab
+        self.register_buffer("bins", torch.from_numpy(ab_bins()).float()[None, :, :, None, None], persistent=False)
+        self.hint_trust = nn.Parameter(torch.zeros(1))
         self.proj2, self.hint2 = nn.Conv2d(d4, d2, 1), nn.Conv2d(h2, d2, 1)
         self.dec2 = conv_bn(d2, d2, 1)
         self.proj1, self.hint1 = nn.Conv2d(d2, d1, 1), nn.Conv2d(h1, d1, 1)
         self.dec1 = nn.Sequential(nn.Conv2d(d1, d1, 3, padding=1), nn.LeakyReLU(0.2, True))
         self.ab_head = nn.Conv2d(d1, 2, 1)
         self.prop_gate = PropGate(d1)
+
+    def hint_bump(self, quarter):
+        """trust * -(distance from each bin to the cell's hint ab / 10)^2, in cells holding a hint."""
+        d2 = ((self.bins - quarter[:, None, :2] * 100.0) ** 2).sum(2) / 100.0
+        return -self.hint_trust * d2 * quarter[:, 2:3]
 
     def forward(self, f4, f8, f16, f32, l, hint_ab, hint_mask, global_hints, hint_prop):
         f4, f8, f16, f32 = (self.feature_dropout(f) for f in (f4, f8, f16, f32))
@@ -107,7 +115,8 @@ class HintHead(nn.Module):
         x = self.dec16(up2(self.proj16(x)) + self.lat16(f16))
         x = self.dec8(up2(self.proj8(x)) + self.lat8(f8) + self.hint8(h8) + self.hint_summary(hint_ab, hint_mask))
         x = self.dec4(up2(self.proj4(x)) + self.lat4(f4) + self.hint4(h4))
-        dist = self.dist_head(x) + self.dist_hints(quarter_hints(hint_ab, hint_mask, hint_prop))
+        quarter = quarter_hints(hint_ab, hint_mask, hint_prop)
+        dist = self.dist_head(x) + self.dist_hints(quarter) + self.hint_bump(quarter)
         x = self.dec2(up2(self.proj2(x)) + self.hint2(h2))
         x = self.dec1(up2(self.proj1(x)) + self.hint1(h1))
         ab = torch.tanh(self.ab_head(x)) * AB_SCALE
@@ -128,7 +137,7 @@ def load_head(head, state_dict):
     """Load a head's weights; a head saved before the distribution took the hints directly keeps
     that input at zero (its outputs are unchanged)."""
     missing, unexpected = head.load_state_dict(state_dict, strict=False)
-    if unexpected or any(not k.startswith("dist_hints.") for k in missing):
+    if unexpected or any(not k.startswith(("dist_hints.", "hint_trust")) for k in missing):
         raise ValueError("weights do not fit the head: missing %s, unexpected %s" % (missing, unexpected))
     return head
 

@@ -45,6 +45,9 @@ Uses a CUDA GPU when torch sees one; the same command runs on CPU, only slower."
                    help="lite0: random crops (scale, position, flip) cached per photo (default %(default)s)")
     t.add_argument("--feature-dropout", type=float, default=0.1, metavar="P",
                    help="lite0: share of the encoder's feature channels dropped in training (default %(default)s)")
+    t.add_argument("--distribution-only", action="store_true",
+                   help="lite0, with --init: train only the color distribution's output layers (what `tinct "
+                        "suggest` offers); the colors it paints stay exactly those of the --init head")
     t.add_argument("--stage", default="full", choices=("full", "instance", "fusion"),
                    help="instance-aware training runs in three stages (Su et al. 2020): full (whole photos), "
                         "instance (object crops, starts from the full network), fusion (learns the weight maps "
@@ -166,6 +169,8 @@ def run_train(args):
 def _train_lite0(args):
     if args.stage != "full" or args.workers:
         raise TinctError("--model lite0 trains its head in one stage; --stage and --workers are not for it")
+    if args.distribution_only and not args.init:
+        raise TinctError("--distribution-only fine-tunes a trained head: give it with --init")
     if args.loss not in ("huber", "rgb"):
         raise TinctError("--model lite0 trains with --loss huber or rgb")
     if args.crop % 32:
@@ -178,7 +183,7 @@ def _train_lite0(args):
                                 checkpoint_every=args.checkpoint_every, threads=args.threads, holdout=args.holdout,
                                 eval_every=args.eval_every, feature_cache=args.feature_cache,
                                 crops_per_photo=args.crops_per_photo, feature_dropout=args.feature_dropout,
-                                init=args.init, loss=args.loss)
+                                init=args.init, loss=args.loss, distribution_only=args.distribution_only)
     except (FileNotFoundError, ImportError, ValueError) as exc:
         raise TinctError(str(exc))
     print("checkpoint: %s" % path)

@@ -88,5 +88,6 @@ def export_pretrained(weights_path, out_path, opset=17, extra_metadata=None):
 def export_any(weights_path, out_path):
     """`tinct export` of a colorization network: the pretrained-encoder pair or the small network."""
     state = torch.load(weights_path, map_location="cpu", weights_only=False)
+    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     export = export_pretrained if state.get("model_name") == "lite0" else export_onnx
     return export(weights_path, out_path)

@@ -49,7 +49,7 @@ class WindowBatches:
         return stack_samples([self.sample() for _ in range(size)])
 
 
-def head_loss(head, batch, bins, dist_weight=0.5, huber_delta=5.0, loss="huber"):
+def head_loss(head, batch, bins, dist_weight=0.5, huber_delta=5.0, loss="huber", hint_cells_weight=20.0):
     """The regression loss on ab at full resolution (huber: Huber on ab; rgb: squared error in
     sRGB, the PSNR's own) + cross-entropy on the 313-bin distribution (soft targets)."""
     ab, logits = head(batch["f4"], batch["f8"], batch["f16"], batch["f32"], batch["l"], batch["hint_ab"],
@@ -61,19 +61,39 @@ def head_loss(head, batch, bins, dist_weight=0.5, huber_delta=5.0, loss="huber")
     else:
         raise ValueError("--model lite0 trains with --loss huber or rgb, not %s" % loss)
     target = soft_targets(F.avg_pool2d(batch["ab"], 4), bins)
-    ce = -(target * F.log_softmax(logits, dim=1)).sum(1).mean()
+    # cells that hold a hint count `hint_cells_weight` times: there the right answer is the user's
+    # color, and `tinct suggest` must lead with it (they are about 1 % of the cells)
+    weights = 1.0 + hint_cells_weight * F.max_pool2d(batch["hint_mask"], 4)[:, 0]
+    ce = (-(target * F.log_softmax(logits, dim=1)).sum(1) * weights).sum() / weights.sum()
     return reg + dist_weight * ce, {loss: reg.item(), "ce": ce.item()}
+
+
+DISTRIBUTION_LAYERS = ("dist_head.", "dist_hints.", "hint_trust")
+
+
+def trainable_params(head, distribution_only):
+    """All of the head's parameters, or only the distribution's output layers (others frozen)."""
+    if not distribution_only:
+        return list(head.parameters())
+    chosen = []
+    for name, p in head.named_parameters():
+        p.requires_grad_(name.startswith(DISTRIBUTION_LAYERS))
+        if p.requires_grad:
+            chosen.append(p)
+    return chosen
 
 
 def train_pretrained(corpus, out_dir, steps=3000, batch_size=16, window=128, lr=1e-3, seed=0, limit=None,
                      checkpoint_every=100, threads=None, log=print, progress=True, holdout=0, eval_every=500,
                      feature_cache=None, crops_per_photo=4, feature_dropout=0.1, weight_decay=1e-2, init=None,
-                     loss="huber"):
+                     loss="huber", distribution_only=False):
     """Train (or resume) the head on cached encoder features; returns the last checkpoint's path.
 
     feature_cache: the cache folder (default OUT/features); built on first use (minutes), shared
     by runs with the same photos, holdout, crops and seed. init: a lite0 weights file whose head
-    a new run starts from (fine-tuning, for example with another loss)."""
+    a new run starts from (fine-tuning, for example with another loss). distribution_only: train
+    only the distribution's two output convolutions (the rest frozen, BatchNorm statistics too), so
+    the colors stay exactly those of `init` and only `tinct suggest` changes."""
     if threads:
         torch.set_num_threads(threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -85,8 +105,9 @@ def train_pretrained(corpus, out_dir, steps=3000, batch_size=16, window=128, lr=
     cache_dir = feature_cache or os.path.join(out_dir, "features")
     build_cache(train_paths, cache_dir, encoder, crops_per_photo=crops_per_photo, seed=seed, progress=progress)
     batches = WindowBatches(CorpusFeatures(cache_dir), window, seed)
-    head.to(device).train()
-    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
+    params = trainable_params(head, distribution_only)
+    head.to(device).train(not distribution_only)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     ckpt_path = os.path.join(out_dir, CHECKPOINT)
     step = 0
     if os.path.exists(ckpt_path):
@@ -101,7 +122,7 @@ def train_pretrained(corpus, out_dir, steps=3000, batch_size=16, window=128, lr=
     elif init:
         load_head(head, torch.load(init, map_location=device, weights_only=False)["head"])
         log("starting from the head in %s" % init)
-    net = PretrainedColorNet(encoder, head).to(device)
+    net = PretrainedColorNet(encoder, head).to(device).train(not distribution_only)  # held-out scoring restores it
     bins = torch.from_numpy(ab_bins()).to(device)
     bar = None
     if progress:
@@ -119,6 +140,7 @@ def train_pretrained(corpus, out_dir, steps=3000, batch_size=16, window=128, lr=
             step += 1
             if step % checkpoint_every == 0 or step == steps:
                 weights = {"head": head.state_dict(), "step": step, "model_name": MODEL_NAME, "holdout": holdout,
+                           "distribution_only": distribution_only,
                            "feature_dropout": feature_dropout}
                 save_atomic(dict(weights, optimizer=opt.state_dict(), rng=batches.rng.bit_generator.state), ckpt_path)
                 save_atomic(weights, os.path.join(out_dir, WEIGHTS))
