@@ -85,3 +85,21 @@ def test_cancel_leaves_the_image_as_it_was(plugin, gf, engine, monkeypatch):
     plugin.tinct_interactive(img, photo)
     assert img.layers == layers and len(engine.requests) == requests
     assert not [c for c in gf.CALLS if c[0] in CHANGES + ("undo_group_start",)]
+
+
+def test_a_window_stopped_by_ctrl_c_at_any_moment_counts_as_cancelled(tmp_path):
+    """Ctrl+C (GIMP closing the window) can land while `tinct ui` is still starting or exiting, where
+    Python ends with a bare KeyboardInterrupt traceback and exit status 1: that is a cancel, not a
+    failure; any other failure still says why."""
+    import pytest
+
+    from tinct_core.errors import TinctUserError
+    from tinct_core.interactive import run_window
+
+    args = [str(tmp_path / f) for f in ("photo.png", "hints.png", "result.json")]
+    interrupted = [sys.executable, "-c", "import sys; sys.stderr.write('Traceback ...\\nKeyboardInterrupt\\n'); "
+                                         "sys.exit(1)"]
+    assert run_window(interrupted, *args) is None
+    broken = [sys.executable, "-c", "import sys; sys.stderr.write('tinct: error: no such photo\\n'); sys.exit(2)"]
+    with pytest.raises(TinctUserError, match="no such photo"):
+        run_window(broken, *args)

@@ -90,10 +90,12 @@ def run_window(command, photo_path, hints_path, result_path, points_path=None):
         cmd += ["--apply-points", points_path]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = proc.communicate()
-    if proc.returncode in INTERRUPTED:   # Ctrl+C in its terminal: like closing the window
+    text = (err or out or b"").decode("utf-8", "replace").strip().splitlines()
+    # Ctrl+C in its terminal is like closing the window, also when it lands while Python is still
+    # starting or already exiting (a bare KeyboardInterrupt traceback, exit status 1)
+    if proc.returncode in INTERRUPTED or (proc.returncode and text and text[-1].strip() == "KeyboardInterrupt"):
         return None
     if proc.returncode != 0:
-        text = (err or out or b"").decode("utf-8", "replace").strip().splitlines()
         raise TinctUserError("The Tinct window failed: %s" % (text[-1] if text else "exit status %d" % proc.returncode))
     if not os.path.exists(result_path):
         return None
