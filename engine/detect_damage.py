@@ -15,6 +15,7 @@ import numpy as np
 
 from . import TinctError
 from .runtime import WEIGHTS_DIR
+from .task_model import TaskModel, pad_to
 
 DEFAULT_DAMAGE_MODEL = os.path.join(WEIGHTS_DIR, "tinct-damage.onnx")
 WINDOW = 1024  # the most a window's side holds, margins included
@@ -46,31 +47,11 @@ def _gray8_l():
     return _GRAY8_L[0]
 
 
-class Detector:
+class Detector(TaskModel):
     """Loads the damage detector once; finds damage in any number of photos."""
 
-    def __init__(self, model_path=None, device="auto", threads=None):
-        self.model_path = model_path or os.environ.get("TINCT_DAMAGE_MODEL") or DEFAULT_DAMAGE_MODEL
-        self.device_request, self.threads = device, threads
-        self._runtime = None
-
-    @property
-    def installed(self):
-        return os.path.exists(self.model_path)
-
-    @property
-    def runtime(self):
-        if self._runtime is None:
-            from .runtime import ModelRuntime
-
-            if not self.installed:
-                raise TinctError("damage-detection model %s is missing; reinstall Tinct or pass --damage-model"
-                                 % self.model_path)
-            rt = ModelRuntime(self.model_path, self.device_request, self.threads)
-            if rt.metadata.get("task") != "damage":
-                raise TinctError("%s is not a Tinct damage-detection model" % self.model_path)
-            self._runtime = rt
-        return self._runtime
+    ENV, DEFAULT, TASK = "TINCT_DAMAGE_MODEL", DEFAULT_DAMAGE_MODEL, "damage"
+    NAME, OPTION = "damage-detection model", "--damage-model"
 
     @property
     def threshold(self):
@@ -80,8 +61,7 @@ class Detector:
         """The network on one window: L (h, w) 0..100 -> damage probability (h, w)."""
         multiple = int(self.runtime.metadata.get("size_multiple", 16))
         h, w = l.shape
-        ph, pw = -h % multiple, -w % multiple
-        lp = np.pad(l.astype(np.float32), ((0, ph), (0, pw)), mode="reflect" if min(h, w) > max(ph, pw) else "edge")
+        lp = pad_to(l.astype(np.float32), multiple)
         return self.runtime.session.run(["damage"], {"l": lp[None, None]})[0][0, 0, :h, :w]
 
     def probability(self, photo, progress=None):

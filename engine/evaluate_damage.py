@@ -17,14 +17,11 @@ print by engine/damage_synth.py (ageing, damage, scan; seed fixed per photo, no 
   damage; and of the damaged print left as is.
 """
 
-import argparse
-import json
-import os
-
 import numpy as np
 from PIL import Image
 
 from . import TinctError
+from .evaluate_restore import add_eval_parser, add_output_arguments, check_folder, write_outputs
 
 SIDE = 384
 
@@ -152,28 +149,22 @@ def format_report(r):
 
 
 def register(sub):
-    p = sub.add_parser("eval-damage", help="measure damage detection (precision, recall, F1, false alarms)",
-                       formatter_class=argparse.RawDescriptionHelpFormatter, description=__doc__,
-                       epilog="example:\n  tinct eval-damage ../shared/val --json runs/eval_damage.json")
-    p.add_argument("dir", help="folder of photos without damage")
-    p.add_argument("--limit", type=int, metavar="N", help="only the first N photos (sorted by name)")
+    p = add_eval_parser(sub, "eval-damage", "measure damage detection (precision, recall, F1, false alarms)", __doc__,
+                        "tinct eval-damage ../shared/val --json runs/eval_damage.json",
+                        "folder of photos without damage")
     p.add_argument("--threshold", type=float, metavar="T", help="damage probability from which a pixel is "
                                                                 "flagged (default: the model's)")
     p.add_argument("--damage-model", metavar="ONNX", help="evaluate another damage-detection ONNX model")
     p.add_argument("--no-restore", action="store_true", help="skip the restoration PSNR (faster)")
     p.add_argument("--sweep", metavar="T,T,...", help="also score the mask and the false alarms at these thresholds")
     p.add_argument("--seed", type=int, default=0, help="damage seed (default 0)")
-    p.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
-    p.add_argument("--sheet", metavar="PNG", help="a contact sheet of damaged / truth / found / restored with what "
-                                                   "was found, on the first 4 photos")
-    p.set_defaults(func=run)
+    add_output_arguments(p, "damaged / truth / found / restored with what was found,", run)
 
 
 def run(args):
     from .detect_damage import Detector
 
-    if not os.path.isdir(args.dir):
-        raise TinctError("%s: folder not found" % args.dir)
+    check_folder(args.dir)
     if args.threshold is not None and not 0 < args.threshold < 1:
         raise TinctError("--threshold must be between 0 and 1")
     try:
@@ -186,14 +177,7 @@ def run(args):
                               seed=args.seed, restore=not args.no_restore, sweep=sweep,
                               sheet_rows=4 if args.sheet else 0)
     print(format_report(results))
-    if args.sheet:
-        from .evaluate_restore import restore_sheet
-
-        if not results["sheet"]:
-            raise TinctError("--sheet needs the restoration (drop --no-restore)")
-        restore_sheet(results["sheet"], args.sheet)
-        print("wrote %s" % args.sheet)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({k: v for k, v in results.items() if k != "sheet"}, f, indent=1)
+    if args.sheet and not results["sheet"]:
+        raise TinctError("--sheet needs the restoration (drop --no-restore)")
+    write_outputs(results, args)
     return 0

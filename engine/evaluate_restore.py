@@ -90,33 +90,53 @@ def format_table(results):
 
 
 def register(sub):
-    p = sub.add_parser("eval-restore", help="measure damage restoration (PSNR) against a classical fill",
-                       formatter_class=argparse.RawDescriptionHelpFormatter, description=__doc__,
-                       epilog="example:\n  tinct eval-restore ../shared/val --limit 40")
-    p.add_argument("dir", help="folder of photos (the undamaged truth)")
-    p.add_argument("--limit", type=int, metavar="N", help="only the first N photos (sorted by name)")
+    p = add_eval_parser(sub, "eval-restore", "measure damage restoration (PSNR) against a classical fill", __doc__,
+                        "tinct eval-restore ../shared/val --limit 40", "folder of photos (the undamaged truth)")
     p.add_argument("--model", help="evaluate another restoration ONNX model")
     p.add_argument("--seed", type=int, default=0, help="damage seed (default 0)")
     p.add_argument("--kind", choices=DamageSimulator.KINDS, help="damage of one kind only (default: mixed, as in "
                                                                  "training)")
+    add_output_arguments(p, "damaged / harmonic / tinct / truth", run)
+
+
+def add_eval_parser(sub, name, summary, doc, example, dir_help):
+    """The parser of an eval command over a folder of photos (eval-restore, eval-damage), with its
+    first options: the folder and --limit."""
+    p = sub.add_parser(name, help=summary, formatter_class=argparse.RawDescriptionHelpFormatter, description=doc,
+                       epilog="example:\n  " + example)
+    p.add_argument("dir", help=dir_help)
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N photos (sorted by name)")
+    return p
+
+
+def add_output_arguments(p, sheet_columns, run):
+    """What eval-restore and eval-damage both end their options with: --json, --sheet, and `run`."""
     p.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
-    p.add_argument("--sheet", metavar="PNG", help="a contact sheet of damaged / harmonic / tinct / truth on the "
-                                                   "first 4 photos")
+    p.add_argument("--sheet", metavar="PNG", help="a contact sheet of %s on the first 4 photos" % sheet_columns)
     p.set_defaults(func=run)
 
 
-def run(args):
-    from .restore import Restorer
+def check_folder(folder):
+    if not os.path.isdir(folder):
+        raise TinctError("%s: folder not found" % folder)
 
-    if not os.path.isdir(args.dir):
-        raise TinctError("%s: folder not found" % args.dir)
-    results = run_eval_restore(args.dir, args.limit, Restorer(args.model), args.seed, kind=args.kind,
-                               sheet_rows=4 if args.sheet else 0)
-    print(format_table(results))
+
+def write_outputs(results, args):
+    """--sheet (results["sheet"] as restore_sheet draws it) and --json (the rest of results)."""
     if args.sheet:
         restore_sheet(results["sheet"], args.sheet)
         print("wrote %s" % args.sheet)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({k: v for k, v in results.items() if k != "sheet"}, f, indent=1)
+
+
+def run(args):
+    from .restore import Restorer
+
+    check_folder(args.dir)
+    results = run_eval_restore(args.dir, args.limit, Restorer(args.model), args.seed, kind=args.kind,
+                               sheet_rows=4 if args.sheet else 0)
+    print(format_table(results))
+    write_outputs(results, args)
     return 0

@@ -20,6 +20,7 @@ import numpy as np
 from . import TinctError
 from .color import l_to_gray
 from .runtime import WEIGHTS_DIR
+from .task_model import TaskModel, pad_to
 
 DEFAULT_RESTORE_MODEL = os.path.join(WEIGHTS_DIR, "tinct-restore.onnx")
 TILE = 512  # window the network sees
@@ -87,46 +88,18 @@ def damaged_tiles(damage, tile=TILE, margin=MARGIN):
                 yield y0, y1, x0, x1
 
 
-def _pad_to(arr, multiple):
-    h, w = arr.shape
-    ph, pw = -h % multiple, -w % multiple
-    if not ph and not pw:
-        return arr
-    return np.pad(arr, ((0, ph), (0, pw)), mode="reflect" if min(h, w) > max(ph, pw) else "edge")
-
-
-class Restorer:
+class Restorer(TaskModel):
     """Loads the restoration network once; restores any number of photos."""
 
-    def __init__(self, model_path=None, device="auto", threads=None):
-        self.model_path = model_path or os.environ.get("TINCT_RESTORE_MODEL") or DEFAULT_RESTORE_MODEL
-        self.device_request, self.threads = device, threads
-        self._runtime = None
-
-    @property
-    def installed(self):
-        return os.path.exists(self.model_path)
-
-    @property
-    def runtime(self):
-        if self._runtime is None:
-            from .runtime import ModelRuntime
-
-            if not self.installed:  # (ModelRuntime's own message points at --model, the colorization model)
-                raise TinctError("restoration model %s is missing; reinstall Tinct or pass --restore-model"
-                                 % self.model_path)
-            rt = ModelRuntime(self.model_path, self.device_request, self.threads)
-            if rt.metadata.get("task") != "restore":
-                raise TinctError("%s is not a Tinct restoration model" % self.model_path)
-            self._runtime = rt
-        return self._runtime
+    ENV, DEFAULT, TASK = "TINCT_RESTORE_MODEL", DEFAULT_RESTORE_MODEL, "restore"
+    NAME, OPTION = "restoration model", "--restore-model"
 
     def fill(self, l, intact):
         """The network on one window: l (h, w) 0..100, intact (h, w) bool -> restored L (h, w)."""
         multiple = int(self.runtime.metadata.get("size_multiple", 32))
         h, w = l.shape
-        lp = _pad_to(l.astype(np.float32), multiple)
-        mp = _pad_to(intact.astype(np.float32), multiple)
+        lp = pad_to(l.astype(np.float32), multiple)
+        mp = pad_to(intact.astype(np.float32), multiple)
         base = harmonic_fill(lp, mp < 0.5)
         out = self.runtime.session.run(["restored"], {"l": lp[None, None], "mask": mp[None, None],
                                                       "base": base[None, None]})[0][0, 0, :h, :w]

@@ -14,7 +14,7 @@ import re
 
 from . import roles
 from .errors import TinctCancelled, TinctUserError
-from .job import new_layer_place, undo_group
+from .job import engine_progress, new_layer_place, undo_group
 from .pixels import split_alpha
 
 PAINT_RGB = b"\xff\x00\x00\xff"  # found damage shows red on an RGB image ...
@@ -69,16 +69,8 @@ def detect_damage(host, engine, threshold=None, cancel=None):
     bits = 16 if host.precision_bits() > 8 else 8
     host.progress(0.0, "Tinct: reading the photo")
     pix, _alpha = split_alpha(host.read_pixels(photo, (1 if gray else 3) + (1 if photo.has_alpha else 0), bits))
-
-    def progress(fraction, text=None):
-        try:
-            fraction = float(fraction)
-        except (TypeError, ValueError):
-            fraction = 0.0
-        host.progress(0.05 + 0.85 * max(0.0, min(1.0, fraction)), text and "Tinct: %s" % text)
-
     host.progress(0.05, "Tinct: detecting damage")
-    mask, info = engine.detect_damage(pix, threshold, progress, cancel)
+    mask, info = engine.detect_damage(pix, threshold, engine_progress(host), cancel)
     if cancel is not None and cancel():
         raise TinctCancelled()
     if len(mask) != photo.width * photo.height:

@@ -129,17 +129,22 @@ class EngineBridge(object):
         except Exception:
             return None
 
-    def detect_damage(self, photo, threshold=None, progress=None, cancel=None):
-        """The engine's damage mask of photo (Pixels): (bytes, one per pixel, 255 = damaged; info)."""
+    def _request(self, call, cancel):
+        """call(client), the request itself; a cancel comes back as TinctCancelled, any other failure
+        as one plain TinctUserError."""
         try:
-            result = self.client.detect_damage(_image(photo), threshold=threshold, progress=progress,
-                                               cancel=cancel)
+            return call(self.client)
         except TinctUserError:
             raise
         except Exception as exc:
             if (cancel is not None and cancel()) or _is_cancel(exc):
                 raise TinctCancelled()
             raise _user_error(exc)
+
+    def detect_damage(self, photo, threshold=None, progress=None, cancel=None):
+        """The engine's damage mask of photo (Pixels): (bytes, one per pixel, 255 = damaged; info)."""
+        result = self._request(lambda client: client.detect_damage(_image(photo), threshold=threshold,
+                                                                   progress=progress, cancel=cancel), cancel)
         mask = _get(result, "mask")
         if mask is None:
             raise TinctUserError("The engine's reply has no damage mask; update the engine." + NOT_CHANGED)
@@ -147,13 +152,6 @@ class EngineBridge(object):
 
     def colorize(self, plan, settings, progress=None, cancel=None):
         kwargs = build_request(plan, settings)
-        try:
-            result = self.client.colorize(progress=progress, cancel=cancel, **kwargs)
-        except TinctUserError:
-            raise
-        except Exception as exc:
-            if (cancel is not None and cancel()) or _is_cancel(exc):
-                raise TinctCancelled()
-            raise _user_error(exc)
+        result = self._request(lambda client: client.colorize(progress=progress, cancel=cancel, **kwargs), cancel)
         info = _get(result, "info", {}) or {}
         return result_rgb(result, plan), info
