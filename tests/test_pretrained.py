@@ -183,3 +183,36 @@ def test_cli_trains_and_exports_the_pretrained_encoder_network(tiny_corpus, tmp_
     model = str(tmp_path / "m.onnx")
     assert main(["export", str(out / "weights.pt"), "-o", model]) == 0
     assert ModelRuntime(model).encoder is not None and os.path.exists(encoder_path_for(model))
+
+
+def test_heads_of_several_runs_export_as_one_ensemble_head(trained, tiny_corpus, tmp_path, capsys):
+    """`tinct export a.pt b.pt`: one head file whose ab is the mean of the heads' and whose
+    distribution is their mixture, on the one encoder; a small-network checkpoint cannot join."""
+    from engine.cli import main
+    from engine.pipeline import Colorizer
+    from tests.helpers import to_gray_rgb, val_photo
+
+    other = str(tmp_path / "seed1")
+    train_pretrained(tiny_corpus, other, steps=2, batch_size=2, window=64, holdout=2, eval_every=2, seed=1,
+                     checkpoint_every=2, crops_per_photo=1, **QUIET)
+    a, b = os.path.join(trained, "weights.pt"), os.path.join(other, "weights.pt")
+    paths = {name: str(tmp_path / (name + ".onnx")) for name in ("a", "b", "ab")}
+    for name, weights in (("a", [a]), ("b", [b]), ("ab", [a, b])):
+        assert main(["export"] + weights + ["-o", paths[name]]) == 0
+    runtime = ModelRuntime(paths["ab"])
+    assert runtime.metadata["heads"] == "2"
+    photo = to_gray_rgb(val_photo()[:96, :128])
+    hints = np.zeros(photo.shape[:2] + (4,), np.uint8)
+    hints[40:43, 60:63] = (200, 40, 30, 255)
+    ab = {name: Colorizer(model_path=p).colorize(photo, hints=hints).ab for name, p in paths.items()}
+    assert np.abs(ab["a"] - ab["b"]).mean() > 0.1  # two runs apart, two different heads
+    np.testing.assert_allclose(ab["ab"], (ab["a"] + ab["b"]) / 2, atol=1e-2)
+    inputs = _random_inputs(64, 96)
+    dist = {name: ModelRuntime(p).run(*inputs)[1] for name, p in paths.items()}
+    prob = {name: np.exp(d - d.max(1, keepdims=True)) / np.exp(d - d.max(1, keepdims=True)).sum(1, keepdims=True)
+            for name, d in dist.items()}
+    np.testing.assert_allclose(prob["ab"], (prob["a"] + prob["b"]) / 2, atol=1e-4)
+    small = str(tmp_path / "small.pt")
+    torch.save({"model_name": "small", "step": 0}, small)
+    assert main(["export", a, small, "-o", str(tmp_path / "no.onnx")]) == 2
+    assert "only lite0 heads" in capsys.readouterr().err

@@ -19,6 +19,8 @@ The head, in the layout of Zhang et al. 2017 but on the encoder's scales:
 All inputs and outputs are in natural units (L 0..100, ab about -110..110).
 """
 
+import math
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -122,6 +124,23 @@ class HintHead(nn.Module):
         ab = torch.tanh(self.ab_head(x)) * AB_SCALE
         gate = self.prop_gate(x, hint_prop[:, 2:], hint_mask)
         return ab + gate * (hint_prop[:, :2] - ab), dist
+
+
+class HeadEnsemble(nn.Module):
+    """Several heads trained apart (other seeds, so other crops, windows and hints) on the one
+    encoder, as one head: ab averaged, distributions mixed (the logits returned are the mixture's
+    log-probabilities). Heads that learned the corpus apart disagree where a photo is ambiguous,
+    and their mean is the safer color there; the encoder, the costly part, still runs once."""
+
+    def __init__(self, heads):
+        super().__init__()
+        self.heads = nn.ModuleList(heads)
+
+    def forward(self, *inputs):
+        outs = [head(*inputs) for head in self.heads]
+        ab = torch.stack([ab for ab, _ in outs]).mean(0)
+        logp = torch.stack([F.log_softmax(dist, 1) for _, dist in outs])
+        return ab, torch.logsumexp(logp, 0) - math.log(len(outs))
 
 
 def quarter_hints(hint_ab, hint_mask, hint_prop):

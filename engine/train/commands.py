@@ -119,7 +119,10 @@ Measure it against the classical (Laplace) fill with `tinct eval-restore ../shar
 
     e = sub.add_parser("export", help="export a training checkpoint to ONNX",
                        description="Write an ONNX model that `tinct colorize --model` and the engine can run.")
-    e.add_argument("checkpoint", help="a checkpoint.pt written by `tinct train`")
+    e.add_argument("checkpoint", nargs="+",
+                   help="a checkpoint.pt (or weights.pt, best.pt) written by `tinct train`; for --model lite0, "
+                        "several heads trained with other --seed values export as one ensemble head (ab averaged, "
+                        "distributions mixed; the encoder still runs once)")
     e.add_argument("-o", "--output", default=os.path.join("engine", "weights", "tinct-small.onnx"))
     e.add_argument("--fused", action="store_true", help="the checkpoint is a fusion-stage (instance-aware) model")
     e.add_argument("--restore", action="store_true", help="the checkpoint is a restoration model (train-restore)")
@@ -215,16 +218,22 @@ def fuse_layers_arg(text):
 
 def run_export(args):
     _need_torch()
-    if not os.path.exists(args.checkpoint):
-        raise TinctError("%s: checkpoint not found" % args.checkpoint)
+    for path in args.checkpoint:
+        if not os.path.exists(path):
+            raise TinctError("%s: checkpoint not found" % path)
     if args.fused and args.restore:
         raise TinctError("--fused and --restore exclude each other")
+    if (args.fused or args.restore) and len(args.checkpoint) > 1:
+        raise TinctError("--fused and --restore export one checkpoint")
     if args.fused:
         from .instances import export_fused as export
     elif args.restore:
         from .restore import export_restore as export
     else:
         from .export import export_any as export
-    out = export(args.checkpoint, args.output)
+    try:
+        out = export(args.checkpoint[0] if args.fused or args.restore else args.checkpoint, args.output)
+    except ValueError as e:
+        raise TinctError(str(e))
     print("wrote %s (%.1f MB)" % (out, os.path.getsize(out) / 1e6))
     return 0

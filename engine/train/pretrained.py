@@ -15,7 +15,7 @@ from torch.nn import functional as F
 
 from ..gamut import ab_bins
 from ..models.efficientnet import MULTIPLE, Encoder, load_pretrained
-from ..models.hintnet import HintHead, PretrainedColorNet, load_head
+from ..models.hintnet import HeadEnsemble, HintHead, PretrainedColorNet, load_head
 from .data import HintSimulator, corpus_paths, stack_samples
 from .features import CorpusFeatures, build_cache
 from .holdout import split_paths
@@ -152,10 +152,17 @@ def train_pretrained(corpus, out_dir, steps=3000, batch_size=16, window=128, lr=
     return ckpt_path
 
 
-def load_network(weights_path, map_location="cpu"):
-    """The whole network (pretrained encoder + a trained head) from a weights/checkpoint/best file."""
-    state = torch.load(weights_path, map_location=map_location, weights_only=False)
-    if state.get("model_name") != MODEL_NAME:
-        raise ValueError("%s is not a %s network's weights" % (weights_path, MODEL_NAME))
-    head = load_head(HintHead(), state["head"])
+def load_network(weights_paths, map_location="cpu"):
+    """The whole network (pretrained encoder + trained head) from a weights/checkpoint/best file,
+    or from several (a list): their heads as one HeadEnsemble. Returns (net, the first's state)."""
+    paths = [weights_paths] if isinstance(weights_paths, str) else list(weights_paths)
+    heads, states = [], []
+    for path in paths:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+        if state.get("model_name") != MODEL_NAME:
+            raise ValueError("%s is not a %s network's weights" % (path, MODEL_NAME))
+        heads.append(load_head(HintHead(), state["head"]))
+        states.append(state)
+    head = heads[0] if len(heads) == 1 else HeadEnsemble(heads)
+    state = dict(states[0], step="+".join(str(s["step"]) for s in states))
     return PretrainedColorNet(Encoder(load_pretrained()), head).eval(), state
