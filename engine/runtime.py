@@ -16,7 +16,7 @@ import numpy as np
 from . import TinctError
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(__file__), "weights")
-DEFAULT_MODEL = os.path.join(WEIGHTS_DIR, "tinct-small.onnx")
+DEFAULT_MODEL = os.path.join(WEIGHTS_DIR, "tinct-lite0.onnx")
 INPUTS = ("l", "hint_ab", "hint_mask", "global_hints", "hint_prop")
 OUTPUTS = ("ab", "dist_logits")
 

@@ -42,7 +42,7 @@ def test_hello_reports_protocol_engine_device_and_model(engine):
     from engine import __version__
 
     assert h["id"] == 7 and h["protocol"] == 1 and h["engine"] == __version__
-    assert h["device"] in ("cpu", "cuda") and h["models"][0]["file"] == "tinct-small.onnx"
+    assert h["device"] in ("cpu", "cuda") and h["models"][0]["file"] == "tinct-lite0.onnx"
     assert h["max_pixels"] >= 100_000_000 and h["max_frame_bytes"] == MAX_FRAME_MB * 1_000_000
     assert set(h["features"]) == {"damage", "instances", "detect_damage"}
     assert engine.ready.startswith("tinct engine ready on unix:%s" % engine.socket_path)
