@@ -216,3 +216,14 @@ def test_heads_of_several_runs_export_as_one_ensemble_head(trained, tiny_corpus,
     torch.save({"model_name": "small", "step": 0}, small)
     assert main(["export", a, small, "-o", str(tmp_path / "no.onnx")]) == 2
     assert "only lite0 heads" in capsys.readouterr().err
+
+
+def test_export_without_output_writes_the_lite0_file_not_the_small_network_s(trained, tmp_path, monkeypatch):
+    """`tinct export best.pt` with no -o: a lite0 head goes to tinct-lite0.onnx (+ its encoder),
+    never over tinct-small.onnx."""
+    from engine.train import export
+
+    monkeypatch.setattr(export, "WEIGHTS_DIR", str(tmp_path))
+    out = export.export_any(os.path.join(trained, "weights.pt"))
+    assert out == str(tmp_path / "tinct-lite0.onnx")
+    assert sorted(os.listdir(str(tmp_path))) == ["tinct-lite0-encoder.onnx", "tinct-lite0.onnx"]

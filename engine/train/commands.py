@@ -123,7 +123,9 @@ Measure it against the classical (Laplace) fill with `tinct eval-restore ../shar
                    help="a checkpoint.pt (or weights.pt, best.pt) written by `tinct train`; for --model lite0, "
                         "several heads trained with other --seed values export as one ensemble head (ab averaged, "
                         "distributions mixed; the encoder still runs once)")
-    e.add_argument("-o", "--output", default=os.path.join("engine", "weights", "tinct-small.onnx"))
+    e.add_argument("-o", "--output", help="where to write it (default: the shipped file of its kind in engine/weights: "
+                                          "tinct-lite0.onnx, tinct-small.onnx, tinct-small-instances.onnx or "
+                                          "tinct-restore.onnx)")
     e.add_argument("--fused", action="store_true", help="the checkpoint is a fusion-stage (instance-aware) model")
     e.add_argument("--restore", action="store_true", help="the checkpoint is a restoration model (train-restore)")
     e.set_defaults(func=run_export)
@@ -226,13 +228,17 @@ def run_export(args):
     if (args.fused or args.restore) and len(args.checkpoint) > 1:
         raise TinctError("--fused and --restore export one checkpoint")
     if args.fused:
+        from ..instance_aware import DEFAULT_FUSED_MODEL as default
         from .instances import export_fused as export
     elif args.restore:
+        from ..restore import DEFAULT_RESTORE_MODEL as default
         from .restore import export_restore as export
     else:
         from .export import export_any as export
+
+        default = None  # export_any picks the shipped file of the checkpoint's network
     try:
-        out = export(args.checkpoint[0] if args.fused or args.restore else args.checkpoint, args.output)
+        out = export(args.checkpoint[0] if args.fused or args.restore else args.checkpoint, args.output or default)
     except ValueError as e:
         raise TinctError(str(e))
     print("wrote %s (%.1f MB)" % (out, os.path.getsize(out) / 1e6))

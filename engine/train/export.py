@@ -9,7 +9,7 @@ import torch
 
 from .. import __version__
 from ..hints import GLOBAL_DIM
-from ..runtime import INPUTS, OUTPUTS
+from ..runtime import INPUTS, OUTPUTS, WEIGHTS_DIR
 from .loop import load_model
 
 
@@ -87,11 +87,14 @@ def export_pretrained(weights_path, out_path, opset=17, extra_metadata=None):
     return out_path
 
 
-def export_any(weights_paths, out_path):
+def export_any(weights_paths, out_path=None):
     """`tinct export` of a colorization network: the pretrained-encoder pair (several weights
-    files: one ensemble head) or the small network (one checkpoint)."""
+    files: one ensemble head) or the small network (one checkpoint). out_path None: the shipped
+    file of that network in engine/weights (so a lite0 head never lands on tinct-small.onnx)."""
     paths = [weights_paths] if isinstance(weights_paths, str) else list(weights_paths)
     names = {torch.load(p, map_location="cpu", weights_only=False).get("model_name") for p in paths}
+    if out_path is None:
+        out_path = os.path.join(WEIGHTS_DIR, "tinct-lite0.onnx" if names == {"lite0"} else "tinct-small.onnx")
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     if names == {"lite0"}:
         return export_pretrained(paths, out_path)
