@@ -19,9 +19,10 @@ def register(sub):
 encoder stays frozen, its features of 4 random crops of each photo are cached once (OUT/features,
 about 5 minutes), and the head trains on them (about 1.3 steps a second on 2 CPU cores):
   tinct train --model lite0 --out runs/lite0 --holdout 150 --eval-every 250 --checkpoint-every 50 \
-              --steps 4000 --lr 1e-3 --threads 2
-  tinct export runs/lite0/best.pt -o engine/weights/tinct-lite0.onnx   # + tinct-lite0-encoder.onnx
-The small network trained from scratch (engine/weights/MODEL_CARD_SMALL.md; 10,400 steps):
+              --steps 4000 --lr 1e-3 --threads 2              # and again with --seed 1 --out runs/lite0s1
+  tinct export runs/lite0/best.pt runs/lite0s1/best.pt -o engine/weights/tinct-lite0.onnx
+  # two heads as one (+ tinct-lite0-encoder.onnx); the shipped heads also had --distribution-only
+The small network trained from scratch (engine/weights/MODEL_CARD.md, its second part; 10,400 steps):
   tinct train --corpus ../shared/corpus --out runs/small --model small --steps 10400 --lr 1e-3
   tinct export runs/small/checkpoint.pt -o engine/weights/tinct-small.onnx
 A new run that finds its own best step on 150 photos it never trains on (OUT/best.pt):
