@@ -18,7 +18,7 @@ def register(sub):
         epilog="""The shipped network's recipe (engine/weights/MODEL_CARD.md): the ImageNet EfficientNet-Lite0
 encoder stays frozen, its features of 4 random crops of each photo are cached once (OUT/features,
 about 5 minutes), and the head trains on them (about 1.3 steps a second on 2 CPU cores):
-  tinct train --model lite0 --out runs/lite0 --holdout 150 --eval-every 250 --checkpoint-every 50 \
+  tinct train --model lite0 --out runs/lite0 --holdout 150 --eval-every 250 --checkpoint-every 50 \\
               --steps 4000 --lr 1e-3 --threads 2              # and again with --seed 1 --out runs/lite0s1
   tinct export runs/lite0/best.pt runs/lite0s1/best.pt -o engine/weights/tinct-lite0.onnx
   # two heads as one (+ tinct-lite0-encoder.onnx); the shipped heads also had --distribution-only
