@@ -178,6 +178,12 @@ def test_a_tiny_training_run_resumes_and_exports_a_working_onnx(tmp_path):
         ref = torch.sigmoid(model(torch.from_numpy(lp)[None, None]))[0, 0, :37, :53].numpy()
     assert p.shape == l.shape and np.abs(p - ref).max() < 1e-4
     assert d.runtime.metadata["task"] == "damage" and d.runtime.metadata["size_multiple"] == "4"
+    # the CLI writes into a folder that does not exist yet, as `tinct export` does
+    from engine.cli import main
+
+    new = tmp_path / "new" / "d.onnx"
+    assert main(["export-damage", ckpt, "-o", str(new), "--threshold", "0.7"]) == 0
+    assert Detector(str(new)).runtime.metadata["task"] == "damage"
 
 
 def test_training_refuses_a_folder_of_another_network(tmp_path):

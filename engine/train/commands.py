@@ -238,6 +238,8 @@ def run_export(args):
         from .export import export_any as export
 
         default = None  # export_any picks the shipped file of the checkpoint's network
+    if args.output:
+        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     try:
         out = export(args.checkpoint[0] if args.fused or args.restore else args.checkpoint, args.output or default)
     except ValueError as e:

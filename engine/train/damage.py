@@ -210,6 +210,7 @@ def run_export(args):
         raise TinctError("%s: checkpoint not found" % args.checkpoint)
     if args.threshold is not None and not 0 < args.threshold < 1:
         raise TinctError("--threshold must be between 0 and 1")
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     try:
         export_damage(args.checkpoint, args.output, threshold=args.threshold)
     except ValueError as exc:
