@@ -95,7 +95,6 @@ def export_any(weights_paths, out_path=None):
     names = {torch.load(p, map_location="cpu", weights_only=False).get("model_name") for p in paths}
     if out_path is None:
         out_path = os.path.join(WEIGHTS_DIR, "tinct-lite0.onnx" if names == {"lite0"} else "tinct-small.onnx")
-    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     if names == {"lite0"}:
         return export_pretrained(paths, out_path)
     if len(paths) > 1:
