@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
-"""Instance-aware mode's cost: the whole pipeline (colorize + render) at 1 MP on the
-CPU with instances vs without (target: at most 2x with up to 8 instances), and the
-detector at 416 x 416 (target: at most 150 ms). A script, not a test: it prints
-figures next to the targets of issue 6.
+"""Instance-aware mode's cost: the whole pipeline (colorize + render) on the CPU with
+instances vs without (target: at most 2x with up to 8 instances; issue 19 measures it on
+a 256 x 256 photo, issue 6 at 1 MP), and the detector at 416 x 416 (target: at most 150 ms).
+A script, not a test: it prints figures next to the targets.
 
-    python bench/bench_instances.py [--fused MODEL.onnx] [--repeat 5] [--threads N]
+    python bench/bench_instances.py [--fused MODEL.onnx] [--small] [--repeat 5] [--threads N]
 
-Without --fused it uses the installed fused model, or (needs torch) builds one
-from a fresh small network (speed does not depend on the weights). Timings alternate the modes run by run, so a busy machine slows
-both alike; the ratio is of the best runs.
+Without --fused it uses the installed fused model, or (needs torch) builds one with fresh
+weights (speed does not depend on them): the pretrained-encoder network's fused head beside
+the shipped encoder, or with --small the small network's fused graph. "none" runs the full
+model the fused one pairs with (one head; --small: tinct-small.onnx). Timings alternate the
+modes run by run, so a busy machine slows both alike; the ratio is of the best runs.
 """
 
 import argparse
@@ -54,6 +56,29 @@ def eight_masks(h, w):
     return masks
 
 
+def build_fused_lite0(folder, stages):
+    """A fused head and a one-head full model with fresh weights, beside a copy of the shipped
+    encoder. -> (full model path, fused model path)."""
+    import shutil
+
+    import torch
+
+    from engine.models.fusion_lite0 import LiteFusionHead, export_fused_head
+    from engine.models.hintnet import HintHead
+    from engine.runtime import WEIGHTS_DIR
+    from engine.train.export import ENCODER_FILE, export_pretrained, write_metadata
+
+    shutil.copy(os.path.join(WEIGHTS_DIR, ENCODER_FILE), os.path.join(folder, ENCODER_FILE))
+    torch.manual_seed(0)
+    head = HintHead()
+    weights = os.path.join(folder, "head.pt")
+    torch.save({"head": head.state_dict(), "model_name": "lite0", "step": 0}, weights)
+    full = export_pretrained(weights, os.path.join(folder, "tinct-lite0.onnx"))
+    fused = export_fused_head(LiteFusionHead(head, stages=stages).eval(), os.path.join(folder, "fused.onnx"))
+    write_metadata(fused, {"encoder": ENCODER_FILE, "size_multiple": "32", "inst_size": "128", "max_instances": "8"})
+    return full, fused
+
+
 def build_fused(path, layers):
     import torch
 
@@ -79,25 +104,39 @@ def main():
     ap.add_argument("--fused", help="the fused ONNX model to time (default: installed, else built)")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--threads", type=int, help="onnxruntime threads (default: all cores)")
-    ap.add_argument("--layers", help="without an installed model: fuse these layers, comma-separated "
-                                     "(default: engine.models.fusion.DEFAULT_LAYERS)")
+    ap.add_argument("--layers", help="without an installed model: fuse these layers (or decoder stages), "
+                                     "comma-separated (default: the network's default)")
+    ap.add_argument("--small", action="store_true", help="time the small network's instance mode")
+    ap.add_argument("--size", type=int, default=256, help="side of the square photo (default %(default)s); "
+                                                          "0: the 1 MP photo")
     args = ap.parse_args()
 
     from engine.detect import Detector, letterbox, normalize
     from engine.instance_aware import default_fused_path
     from engine.pipeline import Colorizer
 
-    fused_path = args.fused or default_fused_path()
+    fused_path = args.fused or (None if args.small else default_fused_path())
+    full_path = os.path.join(ROOT, "engine", "weights", "tinct-small.onnx") if args.small else None
     built = ""
-    if not fused_path:
+    if not fused_path and args.small:
         from engine.models.fusion import DEFAULT_LAYERS
 
         layers = tuple(args.layers.split(",")) if args.layers else DEFAULT_LAYERS
         fused_path = build_fused(os.path.join(tempfile.mkdtemp(), "fused.onnx"), layers)
         built = " (built for timing: fresh weights, fused at %s)" % ",".join(layers)
+    elif not fused_path:
+        from engine.models.fusion_lite0 import DEFAULT_STAGES
+
+        layers = tuple(args.layers.split(",")) if args.layers else DEFAULT_STAGES
+        full_path, fused_path = build_fused_lite0(tempfile.mkdtemp(), layers)
+        built = " (built for timing: fresh weights, one head, fused at %s)" % ",".join(layers)
     photo, name = photo_1mp()
+    if args.size:
+        from PIL import Image
+
+        photo = np.asarray(Image.fromarray(photo).resize((args.size, args.size), Image.BICUBIC))
     h, w = photo.shape
-    c = Colorizer(fused_model_path=fused_path, threads=args.threads)
+    c = Colorizer(model_path=full_path, fused_model_path=fused_path, threads=args.threads)
     masks = eight_masks(h, w)
     modes = {"none": "none", "auto": "auto", "8 masks": masks}
     info = {}
@@ -112,6 +151,7 @@ def main():
     print("Tinct instance-aware benchmark (%d CPU cores, device %s)" % (os.cpu_count(), c.device))
     print("fused model: %s%s" % (os.path.relpath(fused_path, ROOT) if fused_path.startswith(ROOT) else fused_path,
                                  built))
+    print("full model: %s" % os.path.basename(c.runtime.path))
     print("photo: %s scaled to %dx%d (%.2f MP), working size %s" % (name, w, h, h * w / 1e6,
                                                                    "x".join(map(str, info["none"]["working_size"]))))
     base = min(times["none"])

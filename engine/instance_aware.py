@@ -7,7 +7,7 @@ in one graph, see engine/models/fusion.py). Everything here is numpy and
 onnxruntime; torch is never imported at inference time.
 
 The fused model is used only when its file is present
-(engine/weights/tinct-small-instances.onnx, or TINCT_FUSED_MODEL, or an explicit
+(engine/weights/tinct-lite0-instances.onnx, or TINCT_FUSED_MODEL, or an explicit
 path); without it, and whenever no object is left to fuse, the pipeline runs
 the full network alone and says so in the result's info.
 """
@@ -23,7 +23,7 @@ from .color import gray_to_l, rgb_to_l
 from .detect import MAX_INSTANCES, MIN_BOX_FRAC, boxes_from_masks, crop_hints, crop_resize, normalized_boxes
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(__file__), "weights")
-DEFAULT_FUSED_MODEL = os.path.join(WEIGHTS_DIR, "tinct-small-instances.onnx")
+DEFAULT_FUSED_MODEL = os.path.join(WEIGHTS_DIR, "tinct-lite0-instances.onnx")
 MODES = ("auto", "none")
 DETECT_CANDIDATES = 100  # boxes fetched from the detector before the size filter and the cut
 MAX_CROP_SOURCE = 4_000_000  # pixels of a box region read at full resolution before decimation
@@ -32,6 +32,11 @@ MIN_INST_SIZE = 16
 FUSED_INPUTS = ("l", "hint_ab", "hint_mask", "global_hints", "inst_l", "inst_hint_ab", "inst_hint_mask", "boxes",
                 "hint_prop")
 FUSED_OUTPUTS = ("ab", "dist_logits")
+# the pretrained-encoder network's fused head (engine/models/fusion_lite0.py exports it): the
+# encoder's features of the photo and of the crops come in beside the small network's inputs
+FEATURES = ("f4", "f8", "f16", "f32")
+FUSED_HEAD_INPUTS = FEATURES + ("l", "hint_ab", "hint_mask", "global_hints", "hint_prop") + tuple(
+    "inst_" + n for n in FEATURES) + ("inst_l", "inst_hint_ab", "inst_hint_mask", "boxes")
 
 
 def default_fused_path(model_path=None):
@@ -137,8 +142,19 @@ def crop_l(photo, box, size):
     return crop_resize(l, local, size)
 
 
+def crop_side(h, w, k, inst_size, multiple=8, minimum=MIN_INST_SIZE):
+    """Instance crops at the resolution the instance network trained at, but never above the
+    working grid, and all k crops together at most the working grid's pixels: the instance
+    branch then costs about one more network, however many objects (the 2x speed target at 8),
+    in multiples of what the network takes (8, or the pretrained encoder's 32)."""
+    budget = int(np.sqrt(h * w / float(max(1, k))))
+    return max(minimum, (min(inst_size, h, w, budget) // multiple) * multiple)
+
+
 class FusedModel:
-    """The fused ONNX graph on onnxruntime (inputs: FUSED_INPUTS)."""
+    """The fused ONNX graph on onnxruntime: the small network's (inputs FUSED_INPUTS: both networks
+    and the fusion in one graph), or the pretrained-encoder network's fused head (FUSED_HEAD_INPUTS),
+    whose encoder runs apart on the photo and on the crops, its features cached for hint edits."""
 
     def __init__(self, path, device="auto", threads=None):
         from .runtime import ModelRuntime
@@ -148,7 +164,8 @@ class FusedModel:
         self.device = self.runtime.device
         session = self.runtime.session
         names = [i.name for i in session.get_inputs()]
-        if names != list(FUSED_INPUTS):
+        self.pretrained = self.runtime.encoder is not None
+        if names != list(FUSED_HEAD_INPUTS if self.pretrained else FUSED_INPUTS):
             raise TinctError("%s is not an instance-aware (fused) model: its inputs are %s" % (path, ", ".join(names)))
         slots = {i.name: i.shape for i in session.get_inputs()}["boxes"][0]
         self.dynamic_slots = not isinstance(slots, int)
@@ -159,11 +176,9 @@ class FusedModel:
         self.inst_size = int(meta.get("inst_size", 128))
 
     def crop_side(self, h, w, k=1):
-        """Instance crops at the resolution the instance network trained at, but never above the
-        working grid, and all k crops together at most the working grid's pixels: the instance
-        branch then costs no more than the full network (the speed target of 2x at 8 instances)."""
-        budget = int(np.sqrt(h * w / float(max(1, k))))
-        return max(MIN_INST_SIZE, (min(self.inst_size, h, w, budget) // 8) * 8)
+        if self.pretrained:
+            return crop_side(h, w, k, self.inst_size, self.runtime.multiple, 2 * self.runtime.multiple)
+        return crop_side(h, w, k, self.inst_size)
 
     def inputs(self, photo, boxes, hint_ab, hint_mask, h, w):
         """Instance inputs for boxes (photo pixels); hints come from the working grid (h, w)."""
@@ -189,8 +204,30 @@ class FusedModel:
                  "hint_prop": hint_prop.transpose(2, 0, 1)[None]}
         feeds.update(inst)
         feeds = {k: np.ascontiguousarray(v, np.float32) for k, v in feeds.items()}
+        if self.pretrained:
+            return self._run_pretrained(feeds)
         ab, _ = self.runtime.session.run(list(FUSED_OUTPUTS), feeds)
         return ab[0].transpose(1, 2, 0)
+
+    def _run_pretrained(self, feeds):
+        """The encoder on the photo and on the crops (each cached by its pixels), then the fused head
+        on sides padded to the encoder's multiple (as ModelRuntime runs the full network); boxes move
+        to the padded canvas."""
+        from .runtime import pad_to
+
+        rt = self.runtime
+        h, w = feeds["l"].shape[2:]
+        l = pad_to(feeds["l"], rt.multiple, "edge")
+        hp, wp = l.shape[2:]
+        encode = lambda x: rt.encoder.run(rt.feature_names, {"l": x})  # noqa: E731
+        run = dict(zip(rt.feature_names, rt.features.get(l, encode)), l=l, global_hints=feeds["global_hints"])
+        for name in ("hint_ab", "hint_mask", "hint_prop"):
+            run[name] = pad_to(feeds[name], rt.multiple, "constant")
+        run.update(("inst_" + n, f) for n, f in zip(rt.feature_names, rt.features.get(feeds["inst_l"], encode)))
+        run.update((k, feeds[k]) for k in ("inst_l", "inst_hint_ab", "inst_hint_mask"))
+        run["boxes"] = feeds["boxes"] * np.array([w / float(wp), h / float(hp)] * 2, np.float32)
+        ab, _ = rt.session.run(list(FUSED_OUTPUTS), run)
+        return ab[0, :, :h, :w].transpose(1, 2, 0)
 
 
 def pairing_problem(full_metadata, fused_metadata):

@@ -166,7 +166,7 @@ def test_hints_inside_a_box_feed_its_crop_and_crops_track_the_photo(models):
     assert fused.dynamic_slots and fused.max_instances == 8 and fused.inst_size == 64
     assert fused.crop_side(256, 344, 1) == 64 and fused.crop_side(64, 400, 1) == 64
     big = FusedModel.__new__(FusedModel)
-    big.inst_size = 256
+    big.inst_size, big.pretrained = 256, False
     assert big.crop_side(256, 344, 8) == 104  # 8 crops together at most the working grid's pixels
     h, w = 200, 300
     photo = np.tile(np.linspace(0, 255, w).astype(np.uint8), (h, 1))  # brighter to the right

