@@ -16,6 +16,7 @@ from . import TinctError
 from .color import gray_to_l, lab_to_srgb_int, rgb_to_l
 from .hints import encode_local_hints, global_hint_vector, has_hints
 from .imageio import MIN_SIDE, PngWriter, check_size
+from .runtime import PhotoFeatures
 from .upsample import BilinearRows, area_matrix, guided_coefficients
 
 STRIP_ROWS = 256
@@ -146,6 +147,7 @@ class Colorizer:
         self.fused_model_path = fused_model_path or default_fused_path(model_path)
         self._fused = None
         self._detector = None
+        self._detections = PhotoFeatures()
 
     @property
     def runtime(self):
@@ -195,7 +197,7 @@ class Colorizer:
         report(0.2, "Colorizing")
         t1 = time.time()
         if method == "net":
-            plan = self._plan_instances(instances, photo)
+            plan = self._plan_instances(instances, photo, l_low)
             info["instances"] = plan.info()
             if plan.used:
                 inst = self.fused.inputs(photo, plan.boxes, hint_ab, hint_mask, h, w)
@@ -247,8 +249,10 @@ class Colorizer:
                                     grid.hint_mask[None, None], grid.global_hints[None], prop)
         return ab[0].transpose(1, 2, 0), dist[0]
 
-    def _plan_instances(self, instances, photo):
-        """Which objects get the instance network; the plan says "full" when none do, and why."""
+    def _plan_instances(self, instances, photo, l_low=None):
+        """Which objects get the instance network; the plan says "full" when none do, and why.
+        The detector's plan for a photo is kept with its working-size L as the key (as the
+        encoder's features are), so a hint edit on the same photo does not detect again."""
         from .instance_aware import InstancePlan, check_instances_arg, plan_auto, plan_masks, warn_fallback
 
         instances = check_instances_arg(instances)
@@ -262,7 +266,10 @@ class Colorizer:
             return InstancePlan(mode, messages=[warn_fallback(
                 "no instance-aware model installed; the full network colorized the photo alone")])
         if mode == "auto":
-            plan = plan_auto(photo, self.detector, fused.max_instances)
+            detect = lambda _: (photo.shape, plan_auto(photo, self.detector, fused.max_instances))  # noqa: E731
+            shape, plan = self._detections.get(l_low, detect) if l_low is not None else detect(None)
+            if shape != photo.shape:  # another photo with the same working-size L
+                plan = detect(None)[1]
         else:
             plan = plan_masks(instances, photo.shape[0], photo.shape[1], fused.max_instances)
         if plan.used:

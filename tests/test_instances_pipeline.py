@@ -83,6 +83,21 @@ def test_auto_is_the_default_with_a_fused_model_and_finds_the_bus(colorizer, bus
 
 
 @needs_val
+@needs_val
+def test_a_hint_edit_on_the_same_photo_does_not_detect_again(models, bus):
+    c = Colorizer(model_path=models[0], fused_model_path=models[1])
+    calls = []
+    real = c.detector.detect
+    c.detector.detect = lambda *a, **k: calls.append(1) or real(*a, **k)
+    first = c.colorize(bus, instances="auto")
+    hints = np.zeros(bus.shape + (4,), np.uint8)
+    hints[100:104, 100:104] = (200, 40, 40, 255)
+    again = c.colorize(bus, hints=hints, instances="auto")
+    assert len(calls) == 1 and again.info["instances"]["boxes"] == first.info["instances"]["boxes"]
+    c.colorize(np.ascontiguousarray(bus[:, ::-1]), instances="auto")  # another photo: detected
+    assert len(calls) == 2
+
+
 def test_none_mode_is_exactly_the_full_network(models, colorizer, bus):
     alone = Colorizer(model_path=models[0]).colorize(bus)  # no fused model: instances default to none
     assert alone.info["instances"]["mode"] == "none"
