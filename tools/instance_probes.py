@@ -11,6 +11,9 @@ after training them (engine/weights/MODEL_CARD_INSTANCES.md, Results). Needs tor
 
     python tools/instance_probes.py crops tools/checkpoints/tinct-small.pt runs/instance/checkpoint.pt
     python tools/instance_probes.py paste tools/checkpoints/tinct-small.pt runs/instance/checkpoint.pt
+    python tools/instance_probes.py crops tools/checkpoints/tinct-lite0.pt runs/lite0_instance/checkpoint.pt
+
+Either network: small-network checkpoints, or lite0 heads (run on the ImageNet encoder).
 """
 
 import argparse
@@ -35,6 +38,17 @@ from engine.train.instances import _crop_rgb, _usable  # noqa: E402
 from engine.train.loop import load_model  # noqa: E402
 
 VAL = os.path.join(os.path.dirname(ROOT), "shared", "val")
+
+
+def load_net(path):
+    """A small network's checkpoint, or a lite0 head (full or instance stage) on its encoder."""
+    if torch.load(path, map_location="cpu", weights_only=False).get("model_name") != "lite0":
+        return load_model(path)[0]
+    from engine.models.efficientnet import Encoder, load_pretrained
+    from engine.models.hintnet import PretrainedColorNet
+    from engine.train.instances_lite0 import load_head_weights
+
+    return PretrainedColorNet(Encoder(load_pretrained()), load_head_weights(path)[0]).eval()
 
 
 def auto_ab(net, l):
@@ -106,7 +120,7 @@ def main():
     ap.add_argument("--val", default=VAL)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    full, inst = load_model(args.full)[0], load_model(args.instance)[0]
+    full, inst = load_net(args.full), load_net(args.instance)
     det = Detector(threads=1)
     if args.probe == "crops":
         probe_crops(full, inst, det, sorted(glob.glob(os.path.join(args.val, "*")))[::2])
