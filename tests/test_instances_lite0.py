@@ -221,3 +221,29 @@ def test_a_hint_edit_reuses_the_photo_and_crop_features(lite0_models):
     again = c.colorize(photo, hints=hints, instances=[mask])
     assert c.fused.runtime.feature_cache_hits == 2  # the photo's and the crops' features, both reused
     assert np.abs(again.ab - first.ab).max() > 1.0
+
+
+@needs_val
+def test_a_gimp_selection_reaches_the_fused_head_through_a_real_engine(lite0_models):
+    """What the plug-in sends for a selection (an instance mask buffer) over the engine's socket."""
+    from tests.test_server_support import Engine, hello, image_frame, read_until
+
+    with Image.open(os.path.join(VAL, "coco_000000002006.jpg")) as im:
+        photo = np.ascontiguousarray(np.asarray(im.convert("L")))
+    mask = np.zeros(photo.shape, np.uint8)
+    mask[60:200, 80:240] = 255
+    engine = Engine()
+    engine.env.update(TINCT_MODEL=lite0_models[0], TINCT_FUSED_MODEL=lite0_models[1])
+    engine.start()
+    try:
+        s = engine.connect()
+        assert hello(s, engine.token)["features"]["instances"]
+        s.sendall(image_frame(engine.token, 1, photo, instances=[(mask, {})],
+                              options={"render": 8, "instances": "selection"}))
+        h, _ = read_until(s, 1)
+        assert h["type"] == "result", h
+        inst = h["info"]["instances"]
+        assert inst["mode"] == "masks" and inst["model"] == "fused" and inst["boxes"] == [[80.0, 60.0, 240.0, 200.0]]
+        s.close()
+    finally:
+        engine.stop()
