@@ -33,10 +33,10 @@ Carry on from the shipped weights (more steps, another machine):
 Instance-aware stages (instance, then fusion) start from a full network's weights (lite0: its
 object crops and windows are cached like the head's crops); the exact commands and the
 evaluation that decides whether to ship are in engine/weights/MODEL_CARD_INSTANCES.md:
-  tinct train --model lite0 --stage instance --out runs/lite0_instance \
+  tinct train --model lite0 --stage instance --out runs/lite0_instance \\
               --full-checkpoint tools/checkpoints/tinct-lite0.pt --steps 1500
-  tinct train --model lite0 --stage fusion --out runs/lite0_fusion --steps 1000 --batch-size 8 \
-              --full-checkpoint tools/checkpoints/tinct-lite0.pt \
+  tinct train --model lite0 --stage fusion --out runs/lite0_fusion --steps 1000 --batch-size 8 \\
+              --full-checkpoint tools/checkpoints/tinct-lite0.pt \\
               --instance-checkpoint runs/lite0_instance/checkpoint.pt
   tinct export --fused runs/lite0_fusion/checkpoint.pt -o runs/lite0_fusion/tinct-lite0-instances.onnx
 Uses a CUDA GPU when torch sees one; the same command runs on CPU, only slower.""")
