@@ -122,6 +122,24 @@ def box_grid(boxes, h, w):
     return grid, inside
 
 
+def box_fuser(fusion, inst, boxes):
+    """fuse(name, x) for a network's forward: at each layer in `fusion` (a ModuleDict of
+    FusionLayer), x blended with the instances' features `inst[name]` placed in their boxes
+    (the sampling grids made once per scale); other layers pass through."""
+    grids = {}
+
+    def fuse(name, x):
+        if name not in fusion:
+            return x
+        h, w = x.shape[2:]
+        if (h, w) not in grids:
+            grids[(h, w)] = box_grid(boxes, h, w)
+        grid, inside = grids[(h, w)]
+        return fusion[name](x, inst[name], grid, inside)
+
+    return fuse
+
+
 class InstanceFusionNet(nn.Module):
     """Full-image ColorNet + instance ColorNet + fusion modules at `layers` (of FUSED_LAYERS)."""
 
@@ -160,18 +178,8 @@ class InstanceFusionNet(nn.Module):
         instances: inst_l (N,K,1,s,s), inst_hint_ab (N,K,2,s,s), inst_hint_mask (N,K,1,s,s),
         boxes (N,K,4) in [0, 1] (a slot with an empty box is unused).
         -> (ab (N,2,H,W), dist_logits (N,313,H/4,W/4))."""
-        inst = self.instance_features(inst_l, inst_hint_ab, inst_hint_mask, global_hints)
-        grids = {}
-
-        def fuse(name, full):
-            if name not in self.fusion:
-                return full
-            h, w = full.shape[2:]
-            if (h, w) not in grids:
-                grids[(h, w)] = box_grid(boxes, h, w)
-            grid, inside = grids[(h, w)]
-            return self.fusion[name](full, inst[name], grid, inside)
-
+        fuse = box_fuser(self.fusion, self.instance_features(inst_l, inst_hint_ab, inst_hint_mask, global_hints),
+                         boxes)
         ab, dist, _ = run_colornet(self.full, l, hint_ab, hint_mask, global_hints, fuse=fuse, hint_prop=hint_prop)
         return ab, dist
 

@@ -20,7 +20,7 @@ from torch import nn
 
 from ..instance_aware import FUSED_HEAD_INPUTS, FUSED_OUTPUTS
 from .efficientnet import FEATURE_CHANNELS, FEATURE_NAMES
-from .fusion import FusionLayer, box_grid
+from .fusion import FusionLayer, box_fuser
 from .hintnet import DECODER, DECODER_STAGES, HintHead
 
 # every decoder stage but the full-resolution one, where K placed maps at every pixel cost the most
@@ -71,17 +71,7 @@ class LiteFusionHead(nn.Module):
         boxes (N, K, 4). -> (ab (N, 2, H, W), dist_logits (N, 313, H/4, W/4))."""
         inst = self.instance_features((inst_f4, inst_f8, inst_f16, inst_f32), inst_l, inst_hint_ab,
                                       inst_hint_mask, global_hints)
-        grids = {}
-
-        def fuse(name, x):
-            if name not in self.fusion:
-                return x
-            h, w = x.shape[2:]
-            if (h, w) not in grids:
-                grids[(h, w)] = box_grid(boxes, h, w)
-            grid, inside = grids[(h, w)]
-            return self.fusion[name](x, inst[name], grid, inside)
-
+        fuse = box_fuser(self.fusion, inst, boxes)
         return self.full(f4, f8, f16, f32, l, hint_ab, hint_mask, global_hints, hint_prop, fuse=fuse)
 
 

@@ -37,7 +37,7 @@ from ..models.colornet import ColorNet
 from ..models.config import CONFIGS
 from ..models.fusion import DEFAULT_LAYERS, FUSED_LAYERS, InstanceFusionNet, export_fused_onnx
 from .data import HintSimulator, list_images
-from .loop import CHECKPOINT, compute_loss, load_model, pick_device, soft_targets, train_steps, without_retired
+from .loop import CHECKPOINT, begin_stage, compute_loss, load_model, soft_targets, train_steps, without_retired
 
 STAGES = ("full", "instance", "fusion")
 
@@ -337,11 +337,7 @@ def _resume(out_dir, stage):
 def train_instance(corpus, out_dir, full_checkpoint, steps=2000, batch_size=16, inst_size=128, lr=2e-4, seed=0,
                    limit=None, box_cache=None, checkpoint_every=100, threads=None, log=print, progress=True):
     """Stage 2: the instance ColorNet, initialized from the full network, on object crops."""
-    if threads:
-        torch.set_num_threads(threads)
-    os.makedirs(out_dir, exist_ok=True)
-    device = pick_device()
-    torch.manual_seed(seed)
+    device = begin_stage(out_dir, threads, seed)
     full, full_state = load_model(full_checkpoint)
     model_name = full_state["model_name"]
     model = ColorNet(CONFIGS[model_name])
@@ -362,11 +358,7 @@ def train_fusion(corpus, out_dir, full_checkpoint, instance_checkpoint, steps=20
                  max_instances=MAX_INSTANCES, layers=DEFAULT_LAYERS, log=print, progress=True):
     """Stage 3: both networks frozen, the fusion modules learn on photos with their boxes.
     `layers`: which block outputs are fused (default conv2 .. conv9, see engine.models.fusion)."""
-    if threads:
-        torch.set_num_threads(threads)
-    os.makedirs(out_dir, exist_ok=True)
-    device = pick_device()
-    torch.manual_seed(seed)
+    device = begin_stage(out_dir, threads, seed)
     full, full_state = load_model(full_checkpoint)
     inst, inst_state = load_model(instance_checkpoint)
     if inst_state["model_name"] != full_state["model_name"]:

@@ -26,7 +26,7 @@ from ..models.hintnet import HintHead, load_head
 from .data import HintSimulator
 from .features import STRIDES, CorpusFeatures, cache_crops
 from .instances import _crop_rgb, _resume, default_box_cache, load_photos_with_boxes
-from .loop import pick_device, train_steps
+from .loop import begin_stage, train_steps
 from .pretrained import MODEL_NAME, WindowBatches, colorization_loss, head_loss
 
 OBJECT_SIDE = 128
@@ -46,6 +46,12 @@ def load_head_weights(path, map_location="cpu"):
         raise ValueError("%s is not a %s head (train the full head with `tinct train --model lite0`)" % (
             path, MODEL_NAME))
     return load_head(HintHead(), state.get("head") or state["model"]), state
+
+
+def _photos_with_boxes(corpus, out_dir, box_cache, limit, log, progress):
+    """The corpus photos that have a usable detector box (with those boxes), and the encoder."""
+    items = load_photos_with_boxes(corpus, box_cache or default_box_cache(corpus, out_dir), limit, log, progress)
+    return [it for it in items if len(it[1])], Encoder(load_pretrained()).eval()
 
 
 # ----------------------------------------------------------------------------- stage 2: object crops
@@ -76,18 +82,12 @@ def train_instance(corpus, out_dir, full_weights, steps=1500, batch_size=16, lr=
                    box_cache=None, feature_cache=None, crops_per_box=3, checkpoint_every=100, threads=None,
                    log=print, progress=True):
     """Stage 2: a head started from the full head, on object crops' cached features."""
-    if threads:
-        torch.set_num_threads(threads)
-    os.makedirs(out_dir, exist_ok=True)
-    device = pick_device()
-    torch.manual_seed(seed)
+    device = begin_stage(out_dir, threads, seed)
     head, full_state = load_head_weights(full_weights)
     resume = _resume(out_dir, "instance")
     if resume:
         load_head(head, resume["model"])
-    items = load_photos_with_boxes(corpus, box_cache or default_box_cache(corpus, out_dir), limit, log, progress)
-    items = [it for it in items if len(it[1])]
-    encoder = Encoder(load_pretrained()).eval()
+    items, encoder = _photos_with_boxes(corpus, out_dir, box_cache, limit, log, progress)
     cache = object_cache(items, feature_cache or os.path.join(out_dir, "objects"), encoder, crops_per_box,
                          seed=seed, progress=progress)
     batches = WindowBatches(CorpusFeatures(cache), OBJECT_SIDE, seed)
@@ -233,11 +233,7 @@ def train_fusion(corpus, out_dir, full_weights, instance_weights, steps=1000, ba
                  limit=None, box_cache=None, feature_cache=None, per_photo=2, stages=DEFAULT_STAGES,
                  checkpoint_every=100, threads=None, log=print, progress=True):
     """Stage 3: both heads frozen (BatchNorm statistics too), the fusion layers learn."""
-    if threads:
-        torch.set_num_threads(threads)
-    os.makedirs(out_dir, exist_ok=True)
-    device = pick_device()
-    torch.manual_seed(seed)
+    device = begin_stage(out_dir, threads, seed)
     full, full_state = load_head_weights(full_weights)
     inst, inst_state = load_head_weights(instance_weights)
     resume = _resume(out_dir, "fusion")
@@ -252,9 +248,7 @@ def train_fusion(corpus, out_dir, full_weights, instance_weights, steps=1000, ba
         for p in head.parameters():
             p.requires_grad_(False)
     model.fusion.train()
-    items = load_photos_with_boxes(corpus, box_cache or default_box_cache(corpus, out_dir), limit, log, progress)
-    items = [it for it in items if len(it[1])]
-    encoder = Encoder(load_pretrained()).eval()
+    items, encoder = _photos_with_boxes(corpus, out_dir, box_cache, limit, log, progress)
     batches = FusionBatches(fusion_cache(items, feature_cache or os.path.join(out_dir, "windows"), encoder,
                                          per_photo, seed=seed, progress=progress), seed)
     log("fusion stage (lite0): %d windows with boxes" % len(batches))

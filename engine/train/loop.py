@@ -273,6 +273,15 @@ def load_model(ckpt_path, map_location="cpu"):
     return model.eval(), state
 
 
+def begin_stage(out_dir, threads, seed):
+    """How every stage starts: torch's threads, the run folder, the seed. Returns the device."""
+    if threads:
+        torch.set_num_threads(threads)
+    os.makedirs(out_dir, exist_ok=True)
+    torch.manual_seed(seed)
+    return pick_device()
+
+
 def train_steps(stage, model, params, maker, loss_fn, out_dir, steps, batch_size, lr, extra_state, resume_state, log,
                 progress, checkpoint_every, device, betas=(0.9, 0.99)):
     """The step loop the instance, fusion and restoration stages share: Adam on `params`, warm-up then
