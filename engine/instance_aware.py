@@ -219,11 +219,10 @@ class FusedModel:
         h, w = feeds["l"].shape[2:]
         l = pad_to(feeds["l"], rt.multiple, "edge")
         hp, wp = l.shape[2:]
-        encode = lambda x: rt.encoder.run(rt.feature_names, {"l": x})  # noqa: E731
-        run = dict(zip(rt.feature_names, rt.features.get(l, encode)), l=l, global_hints=feeds["global_hints"])
+        run = dict(zip(rt.feature_names, rt.encode(l)), l=l, global_hints=feeds["global_hints"])
         for name in ("hint_ab", "hint_mask", "hint_prop"):
             run[name] = pad_to(feeds[name], rt.multiple, "constant")
-        run.update(("inst_" + n, f) for n, f in zip(rt.feature_names, rt.features.get(feeds["inst_l"], encode)))
+        run.update(("inst_" + n, f) for n, f in zip(rt.feature_names, rt.encode(feeds["inst_l"])))
         run.update((k, feeds[k]) for k in ("inst_l", "inst_hint_ab", "inst_hint_mask"))
         run["boxes"] = feeds["boxes"] * np.array([w / float(wp), h / float(hp)] * 2, np.float32)
         ab, _ = rt.session.run(list(FUSED_OUTPUTS), run)

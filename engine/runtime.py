@@ -127,6 +127,10 @@ class ModelRuntime:
         ab, dist = self.session.run(list(OUTPUTS), feeds)
         return ab, dist
 
+    def encode(self, l):
+        """The encoder's features of L (NCHW, sides multiples of self.multiple), kept by its pixels."""
+        return self.features.get(l, lambda x: self.encoder.run(self.feature_names, {"l": x}))
+
     def _run_pretrained(self, l, hint_ab, hint_mask, global_hints, hint_prop):
         """Encoder (cached per L) + head on sides padded to the encoder's multiple, then cropped:
         L by edge replication, hints with zeros (no hint there), as in training's torch network."""
@@ -134,8 +138,7 @@ class ModelRuntime:
         if hint_prop is None:
             hint_prop = np.zeros((l.shape[0], 3, h, w), np.float32)
         l = pad_to(np.ascontiguousarray(l, np.float32), self.multiple, "edge")
-        feats = self.features.get(l, lambda x: self.encoder.run(self.feature_names, {"l": x}))
-        feeds = dict(zip(self.feature_names, feats), l=l, global_hints=np.ascontiguousarray(global_hints, np.float32))
+        feeds = dict(zip(self.feature_names, self.encode(l)), l=l, global_hints=np.ascontiguousarray(global_hints, np.float32))
         for name, a in (("hint_ab", hint_ab), ("hint_mask", hint_mask), ("hint_prop", hint_prop)):
             feeds[name] = pad_to(np.ascontiguousarray(a, np.float32), self.multiple, "constant")
         ab, dist = self.session.run(list(OUTPUTS), feeds)

@@ -30,7 +30,8 @@ def _inputs(n=1, h=64, w=96, k=2, s=64, seed=0):
     feats = [torch.randn(n, c, h // st, w // st, generator=g) for c, st in zip(FEATURE_CHANNELS, (4, 8, 16, 32))]
     full = tuple(feats) + (torch.rand(n, 1, h, w, generator=g) * 100, torch.zeros(n, 2, h, w),
                            torch.zeros(n, 1, h, w), torch.zeros(n, GLOBAL_DIM), torch.zeros(n, 3, h, w))
-    inst_feats = [torch.randn(n, k, c, s // st, s // st, generator=g) for c, st in zip(FEATURE_CHANNELS, (4, 8, 16, 32))]
+    inst_feats = [torch.randn(n, k, c, s // st, s // st, generator=g)
+                  for c, st in zip(FEATURE_CHANNELS, (4, 8, 16, 32))]
     inst = tuple(inst_feats) + (torch.rand(n, k, 1, s, s, generator=g) * 100, torch.zeros(n, k, 2, s, s),
                                 torch.zeros(n, k, 1, s, s), torch.zeros(n, k, 4))
     return full, inst

@@ -134,7 +134,8 @@ Measure it against the classical (Laplace) fill with `tinct eval-restore ../shar
                         "several heads trained with other --seed values export as one ensemble head (ab averaged, "
                         "distributions mixed; the encoder still runs once)")
     e.add_argument("-o", "--output", help="where to write it (default: the shipped file of its kind in engine/weights: "
-                                          "tinct-lite0.onnx, tinct-small.onnx, tinct-lite0-instances.onnx, tinct-small-instances.onnx or "
+                                          "tinct-lite0.onnx, tinct-small.onnx, tinct-lite0-instances.onnx, "
+                                          "tinct-small-instances.onnx or "
                                           "tinct-restore.onnx)")
     e.add_argument("--fused", action="store_true", help="the checkpoint is a fusion-stage (instance-aware) model")
     e.add_argument("--restore", action="store_true", help="the checkpoint is a restoration model (train-restore)")

@@ -11,6 +11,7 @@ As for the head itself, the frozen encoder's features are computed once and cach
 Detector boxes come from the box cache the small network's stages use (engine/train/instances.py).
 """
 
+import functools
 import json
 import os
 
@@ -20,7 +21,7 @@ import torch
 from ..color import rgb_to_lab
 from ..detect import MAX_INSTANCES, MIN_BOX_FRAC, crop_hints
 from ..instance_aware import crop_side
-from ..models.efficientnet import FEATURE_NAMES, MULTIPLE, Encoder, load_pretrained
+from ..models.efficientnet import FEATURE_CHANNELS, FEATURE_NAMES, MULTIPLE, Encoder, load_pretrained
 from ..models.fusion_lite0 import DEFAULT_STAGES, LiteFusionHead
 from ..models.hintnet import HintHead, load_head
 from .data import HintSimulator
@@ -145,8 +146,9 @@ def fusion_cache(items, folder, encoder, per_photo=2, side=FUSION_SIDE, seed=0, 
     plans = plan_windows(items, per_photo, side, seed)
     want = {"windows": len(plans), "per_photo": per_photo, "side": side, "seed": seed, "count": len(plans),
             "kind": "fusion windows"}
-    cache_crops(os.path.join(folder, "windows"), want, lambda i: _window(items, plans[i], side), encoder,
-                progress=progress, desc="window features")
+    # a window's crops are cut right after it (and after each other): keep the last few windows
+    window = functools.lru_cache(maxsize=8)(lambda i: _window(items, plans[i], side))
+    cache_crops(os.path.join(folder, "windows"), want, window, encoder, progress=progress, desc="window features")
     # instance j of window i, grouped by the crop side the engine would use for that window's count
     refs = {s: [] for s in INST_SIDES}
     for i, plan in enumerate(plans):
@@ -157,8 +159,8 @@ def fusion_cache(items, folder, encoder, per_photo=2, side=FUSION_SIDE, seed=0, 
     def make_crop(s):
         def crop(n):
             i, j = refs[s][n]
-            win = _window(items, plans[i], side)  # the crop is cut from the window, as the engine cuts it
-            return _crop_rgb(win, tuple(float(v) for v in plans[i]["boxes"][j]), s)
+            # cut from the window, as the engine cuts crops from the photo it colorizes
+            return _crop_rgb(window(i), tuple(float(v) for v in plans[i]["boxes"][j]), s)
         return crop
 
     for s in INST_SIDES:
@@ -205,9 +207,8 @@ class FusionBatches:
             hint_ab, hint_mask = sample["hint_ab"].transpose(1, 2, 0), sample["hint_mask"][0]
             inst = {"inst_l": np.zeros((k, 1, s, s), np.float32), "inst_hint_ab": np.zeros((k, 2, s, s), np.float32),
                     "inst_hint_mask": np.zeros((k, 1, s, s), np.float32), "boxes": np.zeros((k, 4), np.float32)}
-            for name, st in zip(FEATURE_NAMES, STRIDES):
-                inst["inst_" + name] = np.zeros((k, self.inst[s].features[STRIDES.index(st)].shape[1], s // st,
-                                                 s // st), np.float32)
+            for name, ch, st in zip(FEATURE_NAMES, FEATURE_CHANNELS, STRIDES):
+                inst["inst_" + name] = np.zeros((k, ch, s // st, s // st), np.float32)
             for j, box in enumerate(plan["boxes"]):
                 crop, crop_feats = self.inst[s].window(plan["inst_index"] + j, 0, 0, s)
                 inst["inst_l"][j, 0] = rgb_to_lab(crop)[..., 0]
