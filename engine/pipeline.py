@@ -249,7 +249,7 @@ class Colorizer:
                                     grid.hint_mask[None, None], grid.global_hints[None], prop)
         return ab[0].transpose(1, 2, 0), dist[0]
 
-    def _plan_instances(self, instances, photo, l_low=None):
+    def _plan_instances(self, instances, photo, l_low):
         """Which objects get the instance network; the plan says "full" when none do, and why.
         The detector's plan for a photo is kept with its working-size L as the key (as the
         encoder's features are), so a hint edit on the same photo does not detect again."""
@@ -267,7 +267,7 @@ class Colorizer:
                 "no instance-aware model installed; the full network colorized the photo alone")])
         if mode == "auto":
             detect = lambda _: (photo.shape, plan_auto(photo, self.detector, fused.max_instances))  # noqa: E731
-            shape, plan = self._detections.get(l_low, detect) if l_low is not None else detect(None)
+            shape, plan = self._detections.get(l_low, detect)
             if shape != photo.shape:  # another photo with the same working-size L
                 plan = detect(None)[1]
         else:

@@ -37,7 +37,8 @@ from ..models.colornet import ColorNet
 from ..models.config import CONFIGS
 from ..models.fusion import DEFAULT_LAYERS, FUSED_LAYERS, InstanceFusionNet, export_fused_onnx
 from .data import HintSimulator, list_images
-from .loop import CHECKPOINT, begin_stage, compute_loss, load_model, soft_targets, train_steps, without_retired
+from .loop import (CHECKPOINT, begin_stage, compute_loss, freeze, load_model, soft_targets, train_steps,
+                   without_retired)
 
 STAGES = ("full", "instance", "fusion")
 
@@ -372,10 +373,7 @@ def train_fusion(corpus, out_dir, full_checkpoint, instance_checkpoint, steps=20
     if resume:
         model.load_state_dict(without_retired(resume["model"]))
     model.to(device)
-    for net in (model.full, model.instance):  # frozen, BatchNorm statistics included
-        net.eval()
-        for p in net.parameters():
-            p.requires_grad_(False)
+    freeze(model.full, model.instance)
     model.fusion.train()
     items = load_photos_with_boxes(corpus, box_cache or default_box_cache(corpus, out_dir), limit, log, progress)
     maker = FusionBatchMaker(items, crop=crop, inst_size=inst_size, seed=seed, max_instances=max_instances)

@@ -27,7 +27,7 @@ from ..models.hintnet import HintHead, load_head
 from .data import HintSimulator
 from .features import STRIDES, CorpusFeatures, cache_crops
 from .instances import _crop_rgb, _resume, default_box_cache, load_photos_with_boxes
-from .loop import begin_stage, train_steps
+from .loop import begin_stage, freeze, train_steps
 from .pretrained import MODEL_NAME, WindowBatches, colorization_loss, head_loss
 
 OBJECT_SIDE = 128
@@ -244,10 +244,7 @@ def train_fusion(corpus, out_dir, full_weights, instance_weights, steps=1000, ba
     if resume:
         model.load_state_dict(resume["model"])
     model.to(device)
-    for head in (model.full, model.instance):
-        head.eval()
-        for p in head.parameters():
-            p.requires_grad_(False)
+    freeze(model.full, model.instance)
     model.fusion.train()
     items, encoder = _photos_with_boxes(corpus, out_dir, box_cache, limit, log, progress)
     batches = FusionBatches(fusion_cache(items, feature_cache or os.path.join(out_dir, "windows"), encoder,

@@ -282,6 +282,14 @@ def begin_stage(out_dir, threads, seed):
     return pick_device()
 
 
+def freeze(*modules):
+    """Modules that a stage keeps as they are: no gradients, BatchNorm statistics fixed (eval)."""
+    for module in modules:
+        module.eval()
+        for p in module.parameters():
+            p.requires_grad_(False)
+
+
 def train_steps(stage, model, params, maker, loss_fn, out_dir, steps, batch_size, lr, extra_state, resume_state, log,
                 progress, checkpoint_every, device, betas=(0.9, 0.99)):
     """The step loop the instance, fusion and restoration stages share: Adam on `params`, warm-up then
