@@ -301,17 +301,21 @@ class DamageSynth:
             l = np.asarray(Image.open(buf), np.float32) / 2.55
         return np.asarray(l, np.float32)
 
-    def sample(self, l, damaged=None, negatives=None, kinds=None, reference=False, unsure=False):
+    def sample(self, l, damaged=None, negatives=None, kinds=None, reference=False, unsure=False, aged=True):
         """Clean L -> (old, damaged, scanned L; truth mask), and with reference=True also the same
         old print scanned the same way without its damage (what a perfect restoration gives).
         damaged/negatives None: drawn at random; negatives may also name NEGATIVE_KINDS to draw.
-        unsure=True: the unsure mask follows the truth."""
+        unsure=True: the unsure mask follows the truth. aged=False: a sharp, clean print (a modern
+        photo or a good scan), on which fine high-contrast detail must not read as damage."""
         r = self.rng
         if isinstance(negatives, (list, tuple)):
             l = self.negatives(l, list(negatives))
         elif negatives if negatives is not None else r.random() < self.p_negatives:
             l = self.negatives(l)
-        l = self.age(l)
+        if aged:
+            l = self.age(l)
+        else:
+            l = np.clip(l, 0, 100).astype(np.float32)
         truth = faint = np.zeros(l.shape, bool)
         old = l
         if damaged if damaged is not None else r.random() >= self.p_clean:

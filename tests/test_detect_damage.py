@@ -186,6 +186,28 @@ def test_a_tiny_training_run_resumes_and_exports_a_working_onnx(tmp_path):
     assert Detector(str(new)).runtime.metadata["task"] == "damage"
 
 
+def test_pristine_samples_keep_the_photo_sharp_and_clean_unless_damaged():
+    from engine.train.damage import DamageBatchMaker
+
+    l = rgb_to_lab(np.asarray(Image.open(os.path.join(EXAMPLES, "dam_bw.png")).convert("RGB")))[..., 0]
+    plain, truth = DamageSynth(np.random.default_rng(3)).sample(l, damaged=False, negatives=False, aged=False)
+    assert not truth.any()
+    same = DamageSynth(np.random.default_rng(3))
+    scanned = same.scan(np.clip(l, 0, 100).astype(np.float32), same.scan_settings())
+    assert np.abs(plain - scanned).max() < 1e-4  # nothing but the scan touched it
+    aged, _ = DamageSynth(np.random.default_rng(3)).sample(l, damaged=False, negatives=False)
+    assert np.abs(aged - l).mean() > 1  # the default still ages
+    # the training batches: all pristine, none, and the share in between
+    ls = [np.clip(np.round(l * 2.55), 0, 255).astype(np.uint8)]
+    for share in (0.0, 1.0):
+        maker = DamageBatchMaker(ls, crop=32, seed=0, pristine=share)
+        calls = []
+        real = maker.synth.sample
+        maker.synth.sample = lambda *a, **k: calls.append(k["aged"]) or real(*a, **k)
+        maker.batch(8)
+        assert calls == [share == 0.0] * 8
+
+
 def test_training_refuses_a_folder_of_another_network(tmp_path):
     import torch
 

@@ -25,11 +25,12 @@ DEFAULT_CORPUS = os.path.join("..", "shared", "corpus")
 class DamageBatchMaker:
     """Random crops of the corpus photos' L, made old and damaged, with their truth masks."""
 
-    def __init__(self, ls, crop=128, seed=0):
+    def __init__(self, ls, crop=128, seed=0, pristine=0.0):
         from ..damage_synth import DamageSynth
 
         self.ls = ls
         self.crop = crop
+        self.pristine = pristine
         self.rng = np.random.default_rng(seed)
         self.synth = DamageSynth(self.rng)
 
@@ -38,7 +39,7 @@ class DamageBatchMaker:
 
         gray = self.ls[int(self.rng.integers(len(self.ls)))]
         l = random_crop(self.rng, gray, self.crop, min_scale=0.0).astype(np.float32) / 2.55
-        return self.synth.sample(l, unsure=True)
+        return self.synth.sample(l, unsure=True, aged=self.rng.random() >= self.pristine)
 
     def batch(self, n):
         ls, masks, unsure = zip(*(self.sample() for _ in range(n)))
@@ -96,8 +97,9 @@ def load_damage_model(path):
 
 
 def train_damage(corpus, out_dir, steps=6000, batch_size=16, crop=128, lr=2e-3, widths=(16, 32, 48, 64), seed=0,
-                 limit=None, checkpoint_every=100, threads=1, log=print, progress=True):
-    """Train (or resume) the damage detector; returns the checkpoint path."""
+                 limit=None, checkpoint_every=100, threads=1, log=print, progress=True, pristine=0.0):
+    """Train (or resume) the damage detector; returns the checkpoint path. pristine: the share of
+    samples left sharp and unaged (clean modern photos are where false alarms come from)."""
     import torch
 
     from ..models.damage_unet import DamageUNet
@@ -120,7 +122,8 @@ def train_damage(corpus, out_dir, steps=6000, batch_size=16, crop=128, lr=2e-3, 
     if state:
         model.load_state_dict(state["model"])
     model.to(device).train()
-    maker = DamageBatchMaker(load_corpus_l(corpus, limit, progress), crop=crop, seed=seed)
+    maker = DamageBatchMaker(load_corpus_l(corpus, limit, progress), crop=crop, seed=seed,
+                             pristine=pristine)
     return train_steps("damage", model, model.parameters(), maker, damage_loss, out_dir, steps, batch_size, lr,
                        {"config": config, "task": "damage"}, state, log, progress, checkpoint_every, device,
                        betas=(0.9, 0.999))
@@ -180,6 +183,9 @@ Measure it with `tinct eval-damage ../shared/val`.""")
     t.add_argument("--limit", type=int, help="use only the first N photos (for quick checks)")
     t.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default %(default)s)")
     t.add_argument("--checkpoint-every", type=int, default=100)
+    t.add_argument("--pristine", type=float, default=0.0,
+                   help="share of samples left sharp and unaged, so fine clean detail is not read as damage "
+                        "(default %(default)s)")
     t.set_defaults(func=run_train)
 
     e = sub.add_parser("export-damage", help="export a damage-detector checkpoint to ONNX")
@@ -196,9 +202,11 @@ def run_train(args):
         raise TinctError("--widths takes channel counts separated by commas, e.g. 16,32,48,64")
     if not os.path.isdir(args.corpus):
         raise TinctError("%s: training folder not found" % args.corpus)
+    if not 0 <= args.pristine <= 1:
+        raise TinctError("--pristine is a share between 0 and 1")
     try:
         path = train_damage(args.corpus, args.out, args.steps, args.batch_size, args.crop, args.lr, widths, args.seed,
-                            args.limit, args.checkpoint_every, args.threads)
+                            args.limit, args.checkpoint_every, args.threads, pristine=args.pristine)
     except ValueError as exc:
         raise TinctError(str(exc))
     print("checkpoint: %s" % path)
