@@ -112,7 +112,7 @@ def register(sub):
     p.add_argument("input", help="the photo (PNG, JPEG, TIFF, ...; gray or color; 8 or 16 bits)")
     p.add_argument("-o", "--output", help="the mask PNG (default: <name>_damage.png beside the input)")
     p.add_argument("--threshold", type=float, metavar="T",
-                   help="damage probability from which a pixel is flagged, 0..1 (default: the model's own, 0.8 "
+                   help="damage probability from which a pixel is flagged, 0..1 (default: the model's own, 0.7 "
                         "for the shipped one); lower finds more and flags more that is not damage")
     p.add_argument("--damage-model", metavar="ONNX", help="use another damage-detection ONNX model")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the network runs")
