@@ -206,6 +206,8 @@ def test_pristine_samples_keep_the_photo_sharp_and_clean_unless_damaged():
         maker.synth.sample = lambda *a, **k: calls.append(k["aged"]) or real(*a, **k)
         maker.batch(8)
         assert calls == [share == 0.0] * 8
+    r = tinct("train-damage", "--pristine", "1.5", "--corpus", str(EXAMPLES), "--out", os.devnull)
+    assert r.returncode != 0 and "--pristine is a share between 0 and 1" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_training_refuses_a_folder_of_another_network(tmp_path):
