@@ -21,7 +21,7 @@ def _block(cin, cout):
 class DamageUNet(nn.Module):
     """L (N, 1, H, W) in 0..100, H and W multiples of size_multiple -> damage logits (N, 1, H, W)."""
 
-    def __init__(self, widths=(16, 32, 48, 64)):
+    def __init__(self, widths):
         super().__init__()
         self.widths = tuple(widths)
         self.down = nn.ModuleList()

@@ -20,6 +20,7 @@ import numpy as np
 from .. import TinctError
 
 DEFAULT_CORPUS = os.path.join("..", "shared", "corpus")
+WIDTHS = (24, 48, 64, 96)  # the shipped detector's channels per level (460 k parameters)
 
 
 class DamageBatchMaker:
@@ -96,7 +97,7 @@ def load_damage_model(path):
     return model.eval(), state
 
 
-def train_damage(corpus, out_dir, steps=15000, batch_size=16, crop=128, lr=2e-3, widths=(24, 48, 64, 96), seed=0,
+def train_damage(corpus, out_dir, steps=15000, batch_size=16, crop=128, lr=2e-3, widths=WIDTHS, seed=0,
                  limit=None, checkpoint_every=100, threads=1, log=print, progress=True, pristine=0.1):
     """Train (or resume) the damage detector; returns the checkpoint path. pristine: the share of
     samples left sharp and unaged (clean modern photos are where false alarms come from)."""
@@ -178,7 +179,8 @@ Measure it with `tinct eval-damage ../shared/val`.""")
     t.add_argument("--batch-size", type=int, default=16)
     t.add_argument("--crop", type=int, default=128, help="training crop side in pixels (multiple of 16)")
     t.add_argument("--lr", type=float, default=2e-3, help="peak learning rate, cosine decay to 10%% (default %(default)s)")
-    t.add_argument("--widths", default="24,48,64,96", help="channels per level (default %(default)s)")
+    t.add_argument("--widths", help="channels per level, e.g. 16,32,48,64 (default: the shipped detector's, %s)"
+                   % ",".join(str(w) for w in WIDTHS))
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--limit", type=int, help="use only the first N photos (for quick checks)")
     t.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default %(default)s)")
@@ -197,7 +199,7 @@ Measure it with `tinct eval-damage ../shared/val`.""")
 
 def run_train(args):
     try:
-        widths = tuple(int(w) for w in args.widths.split(","))
+        widths = tuple(int(w) for w in args.widths.split(",")) if args.widths else WIDTHS
     except ValueError:
         raise TinctError("--widths takes channel counts separated by commas, e.g. 16,32,48,64")
     if not os.path.isdir(args.corpus):
