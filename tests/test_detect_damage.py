@@ -197,7 +197,7 @@ def test_pristine_samples_keep_the_photo_sharp_and_clean_unless_damaged():
     assert np.abs(plain - scanned).max() < 1e-4  # nothing but the scan touched it
     aged, _ = DamageSynth(np.random.default_rng(3)).sample(l, damaged=False, negatives=False)
     assert np.abs(aged - l).mean() > 1  # the default still ages
-    # the training batches: all pristine, none, and the share in between
+    # the training batches: all pristine or none, as the share says
     ls = [np.clip(np.round(l * 2.55), 0, 255).astype(np.uint8)]
     for share in (0.0, 1.0):
         maker = DamageBatchMaker(ls, crop=32, seed=0, pristine=share)
