@@ -5,6 +5,7 @@ eval-damage`.
 A sample is made in the order the real thing happens, on the lightness L (0..100):
 1. content: thin lines that belong to the scene (hair, branches, wires, rigging, text) are
    drawn into the photo, sometimes, as hard negatives: they look like cracks but are not damage;
+   or the exposure clips a blown sky or a crushed shadow flat, which looks like torn-off paper;
 2. the print ages: faded or sepia tone curve, optical blur, paper texture, film grain;
 3. damage lands on the print: branching bright or dark cracks that cross, long scratches,
    dust, specks and fibres, creases, torn or missing corners and edges, flaked patches, stains;
@@ -30,7 +31,7 @@ VISIBLE = 12.0  # L units a mark must change a pixel by to count as damage
 FAINT = 4.0  # from here up to VISIBLE a change is unsure: neither damage nor intact
 DAMAGE_KINDS = ("crack", "scratch", "dust", "crease", "tear", "patch", "stain")
 DAMAGE_SHARES = (0.3, 0.17, 0.17, 0.09, 0.1, 0.09, 0.08)
-NEGATIVE_KINDS = ("hair", "branches", "wires", "rigging", "text")
+NEGATIVE_KINDS = ("hair", "branches", "wires", "rigging", "text", "clipped")
 
 
 class Canvas:
@@ -124,12 +125,27 @@ class DamageSynth:
             text = "".join(r.choice(list(chars), int(r.integers(3, 16))))
             c.draw.text((r.uniform(-0.2, 0.9) * w * SS, r.uniform(0, 0.95) * h * SS), text, fill=255, font=font)
 
+    def clip_exposure(self, l):
+        """Over- or under-exposure: the brightest (or darkest) 5-35 % of the scene clipped flat. Why: a
+        blown sky is flat, grainless white reaching the border, as torn-off paper is; a detector that
+        has seen large tears (256-pixel crops) flagged whole skies of clean photos."""
+        r = self.rng
+        q = r.uniform(0.05, 0.35)
+        if r.random() < 0.7:
+            top = max(float(np.quantile(l, 1 - q)), 1.0)
+            return np.minimum(l * (100.0 / top), 100.0)
+        bottom = min(float(np.quantile(l, q)), 99.0)
+        return np.maximum((l - bottom) * (100.0 / (100.0 - bottom)), 0.0)
+
     def negatives(self, l, kinds=None):
-        """Draw 1 to 3 kinds of thin scene content into l (in place of the scene, not damage)."""
+        """Draw 1 to 3 kinds of scene content into l (thin lines, or clipped exposure): not damage."""
         r = self.rng
         h, w = l.shape
         kinds = kinds or [NEGATIVE_KINDS[i] for i in r.choice(len(NEGATIVE_KINDS), int(r.integers(1, 4)))]
         for kind in kinds:
+            if kind == "clipped":
+                l = self.clip_exposure(l)
+                continue
             c = Canvas(h, w)
             getattr(self, "_" + kind)(c, h, w)
             a = c.coverage() * r.uniform(0.6, 1.0)

@@ -10,8 +10,8 @@ print by engine/damage_synth.py (ageing, damage, scan; seed fixed per photo, no 
   flag next to true damage is not a false alarm, true damage next to a flag is found), since
   a crack's edge pixel is ambiguous;
 - flagged share on the clean photos, as they are and at their own size; on the same photos
-  aged and scanned without damage; and with thin scene lines (hair, branches, wires, rigging,
-  text; one kind per photo in turn) drawn in as content: the hard negatives;
+  aged and scanned without damage; and with scene content that is not damage (hair, branches,
+  wires, rigging, text, clipped exposure; one kind per photo in turn) drawn in: the hard negatives;
 - whole-crop PSNR of the restoration (engine/restore.py) given the true mask (every pixel the
   damage changed by 4 L or more) and given the detected mask, against the same print without
   damage; and of the damaged print left as is.
