@@ -12,7 +12,7 @@ Each photo is written twice, at the sizes val holds: the whole frame at a short 
 COCO and the corpus) and a 500 x 500 center crop of the frame scaled to a short side of 500 (as
 Kodak24 and McMaster).
 
-    python tools/clean_photos.py runs/clean_photos      # apt-get download + dpkg -x; about 30 s
+    python tools/clean_photos.py runs/clean_photos      # apt-get download + dpkg -x; about 20 s
     tinct eval-damage runs/clean_photos --no-restore --sweep 0.7,0.8,0.9 --damage-model RUN.onnx
 """
 
@@ -25,7 +25,10 @@ import subprocess
 import sys
 import tempfile
 
+import numpy as np
 from PIL import Image
+
+from engine.evaluate import center_crop
 
 # (Debian package, file under usr/share/, or a Plasma wallpaper's folder whose largest image is taken)
 PHOTOS = (
@@ -53,13 +56,11 @@ def _source(root, rel):
 
 
 def _sized(im, side):
-    """288: the whole frame, short side 288; 500: a 500 x 500 center crop at short side 500."""
+    """288: the whole frame, short side 288; 500: a 500 x 500 center crop at short side 500 (eval's crop)."""
+    if side != 288:
+        return Image.fromarray(center_crop(np.asarray(im), side))
     s = side / float(min(im.size))
-    im = im.resize((max(side, round(im.width * s)), max(side, round(im.height * s))), Image.LANCZOS)
-    if side == 288:
-        return im
-    x, y = (im.width - side) // 2, (im.height - side) // 2
-    return im.crop((x, y, x + side, y + side))
+    return im.resize((max(side, round(im.width * s)), max(side, round(im.height * s))), Image.LANCZOS)
 
 
 def fetch(out_dir):
@@ -69,8 +70,8 @@ def fetch(out_dir):
     with tempfile.TemporaryDirectory() as tmp:
         packages = sorted(set(p for p, _ in PHOTOS))
         subprocess.run(["apt-get", "download"] + packages, cwd=tmp, check=True, stdout=subprocess.DEVNULL)
-        for pkg in packages:
-            deb = glob.glob(os.path.join(tmp, pkg + "_*.deb"))[0]
+        debs = {pkg: glob.glob(os.path.join(tmp, pkg + "_*.deb"))[0] for pkg in packages}
+        for pkg, deb in debs.items():
             subprocess.run(["dpkg", "-x", deb, os.path.join(tmp, pkg)], check=True)
             shutil.copy(os.path.join(tmp, pkg, "usr", "share", "doc", pkg, "copyright"),
                         os.path.join(out_dir, "licenses", pkg + ".copyright"))
@@ -83,7 +84,7 @@ def fetch(out_dir):
                 out = "debian_%s_%d.png" % (name, side)
                 _sized(rgb, side).save(os.path.join(out_dir, out))
                 manifest.append({"file": out, "package": pkg, "source": os.path.relpath(src, os.path.join(tmp, pkg)),
-                                 "deb": os.path.basename(glob.glob(os.path.join(tmp, pkg + "_*.deb"))[0])})
+                                 "deb": os.path.basename(debs[pkg])})
     with open(os.path.join(out_dir, "licenses", "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
     return manifest
