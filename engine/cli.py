@@ -10,7 +10,7 @@ import importlib
 import os
 import sys
 
-from . import TinctError, __version__
+from . import TinctError, __version__, interrupts
 
 # Modules that add subcommands, in the order `tinct --help` lists them.
 COMMAND_MODULES = (
@@ -61,6 +61,18 @@ def build_parser():
 
 
 def main(argv=None):
+    interrupts.install()
+    try:
+        return _run(argv)
+    except BaseException:
+        if not interrupts.seen():
+            raise
+        # Ctrl+C while modules load can surface as another error (numpy reports a failed import)
+        print("tinct: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -78,12 +90,11 @@ def main(argv=None):
         print("tinct: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        if debug:
+        if debug or interrupts.seen():
             raise
         print("tinct: internal error: %s: %s (run with --debug for details)" % (type(exc).__name__, exc),
               file=sys.stderr)
         return 1
-
 
 if __name__ == "__main__":
     sys.exit(main())

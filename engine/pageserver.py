@@ -15,7 +15,19 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from . import interrupts
+
 MAX_BODY = 1 << 20
+
+
+class _Httpd(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def service_actions(self):
+        """Between polls (every half second) of a loop in the main thread: end on a Ctrl+C whose
+        KeyboardInterrupt was lost (see engine/interrupts.py)."""
+        if interrupts.seen() and threading.current_thread() is threading.main_thread():
+            raise KeyboardInterrupt
 
 
 def no_display_reason(env=None, platform=None):
@@ -35,8 +47,7 @@ class PageServer(object):
     def __init__(self, handler_class, port=0, **attributes):
         self.key = secrets.token_urlsafe(24)
         handler = type(handler_class.__name__, (handler_class,), dict(attributes, server_ref=self))
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _Httpd(("127.0.0.1", port), handler)
         self.port = self.httpd.server_address[1]
         self._thread = None
 
@@ -53,17 +64,22 @@ class PageServer(object):
         self.httpd.serve_forever()
 
     def stop(self):
-        self.httpd.shutdown()
+        """Stop the thread start() began, then close the socket."""
+        if self._thread is not None:
+            self.httpd.shutdown()
+            self._thread = None
         self.httpd.server_close()
 
     def serve_until_stopped(self):
-        """Serve in this thread until Ctrl+C (or a shutdown from a request), then close."""
+        """Serve in this thread until Ctrl+C (or a shutdown from a request), then close. No
+        shutdown() here: it waits for a serve loop to say it ended, and a Ctrl+C that lands before
+        the loop starts would leave it waiting forever."""
         try:
             self.serve_forever()
         except KeyboardInterrupt:
             pass
         finally:
-            self.stop()
+            self.httpd.server_close()
 
 
 class PageHandler(BaseHTTPRequestHandler):

@@ -166,8 +166,11 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.gui or args.serve_gui:
+        from engine import interrupts
+
         from . import gui_window
 
+        interrupts.install()   # the page serves until Ctrl+C
         handled = gui_window.run(args)
         if handled is not None:
             return handled

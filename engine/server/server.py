@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 
-from .. import TinctError, __version__
+from .. import TinctError, __version__, interrupts
 from . import guard, paths
 from .connection import Connection
 from .framing import Limits
@@ -268,6 +268,8 @@ def run(server):
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
+    if interrupts.seen():   # a Ctrl+C while it was loading, whose KeyboardInterrupt was lost
+        server.request_stop("signal %d" % signal.SIGINT)
     print(server.ready_line(), flush=True)
     if not sys.stdout.isatty():
         # The autostarting client reads this one line and then closes the pipe; nothing may write there again.

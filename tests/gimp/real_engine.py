@@ -117,7 +117,7 @@ class RealEngine(object):
         if st is None:
             return None
         os.kill(st["pid"], signal.SIGKILL)
-        _wait_gone(st["pid"])
+        wait_gone(st["pid"])
         return st["pid"]
 
     def stop(self):
@@ -130,7 +130,7 @@ class RealEngine(object):
                 self.client().shutdown()
             except tclient.EngineError:
                 pass
-            _wait_gone(st["pid"])
+            wait_gone(st["pid"])
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -140,7 +140,7 @@ class RealEngine(object):
                 self.proc.wait(5)
 
 
-def _wait_gone(pid, timeout=20):
+def wait_gone(pid, timeout=20):
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:

@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from tests.gimp import gui, harness
-from tests.gimp.real_engine import RealEngine, engine_json, process_root
+from tests.gimp.real_engine import RealEngine, engine_json, process_root, wait_gone
 from tests.gimp.relay import Relay, load_request
 
 pytestmark = [pytest.mark.gimp, pytest.mark.slow]
@@ -1252,23 +1252,56 @@ def _window_pids():
     return pids
 
 
+def _serving(pid):
+    """Whether the window process is up: it listens on a TCP port and its main thread waits in poll
+    (the page server's loop). A Ctrl+C then is a user closing an open window, not one that lands
+    while Python is still importing."""
+    try:
+        links = [os.readlink("/proc/%d/fd/%s" % (pid, fd)) for fd in os.listdir("/proc/%d/fd" % pid)]
+        with open("/proc/%d/net/tcp" % pid) as fh:
+            listening = {f[9] for f in (line.split() for line in fh.readlines()[1:]) if f[3] == "0A"}
+        with open("/proc/%d/wchan" % pid) as fh:
+            wchan = fh.read()
+    except OSError:
+        return False
+    sockets = {link[len("socket:["):-1] for link in links if link.startswith("socket:[")}
+    return bool(sockets & listening) and wchan.startswith(("poll_schedule_timeout", "do_sys_poll", "do_select"))
+
+
+def _threads(pid):
+    """Each thread's name and kernel wait channel: what a window that outlived Ctrl+C is doing."""
+    out = []
+    for tid in sorted(os.listdir("/proc/%d/task" % pid)):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as a, open("/proc/%d/task/%s/wchan" % (pid, tid)) as b:
+                out.append("%s %s %s" % (tid, a.read().strip(), b.read()))
+        except OSError:
+            pass
+    return out
+
+
 def test_interactive_window_closed_without_apply_changes_nothing(gimp, engine):
     """Interactive... without a points file opens the window (here, with no display, its page server);
     closing it (Ctrl+C) without Apply leaves the image exactly as it was."""
-    closed = []
+    closed, outlived = [], []
 
     def closer():
         t0 = time.time()
         while not closed and time.time() - t0 < 150:
             for pid in _window_pids():
-                os.kill(pid, signal.SIGINT)
-                closed.append(pid)
+                if _serving(pid):
+                    os.kill(pid, signal.SIGINT)
+                    closed.append(pid)
             time.sleep(0.2)
+        if closed and not wait_gone(closed[0], 30):   # fail with what it was doing, not GIMP's timeout
+            outlived.extend(_threads(closed[0]))
+            os.kill(closed[0], signal.SIGKILL)
 
     t = threading.Thread(target=closer, daemon=True)
     t.start()
-    rep, out, took = gimp.batch(INTERACTIVE_CLOSED, timeout=200)
+    rep, out, took = gimp.batch(INTERACTIVE_CLOSED, timeout=240)
     t.join(5)
+    assert not outlived, "the window outlived Ctrl+C by 30 s: %s" % outlived
     _check(rep, out)
     assert closed, "the plug-in opened no window:\n" + out[-2000:]
     r = rep["closed"]
