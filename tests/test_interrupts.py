@@ -16,6 +16,7 @@ from tests.helpers import ROOT
 LOST_CTRL_C = """
 import os, signal, time, weakref
 from engine import interrupts
+signal.signal(signal.SIGINT, signal.default_int_handler)   # as in a terminal (a background job ignores it)
 interrupts.install()
 class Thing: pass
 thing = Thing()

@@ -61,10 +61,16 @@ def ui():
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def terminal_ctrl_c():
+    """In the child: Ctrl+C as in a terminal (a background job, like CI's, inherits it ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_ui(env, photo, *options):
     """`tinct ui --serve PHOTO [options]`: (process, the address it printed)."""
     proc = subprocess.Popen([sys.executable, "-m", "engine", "ui", "--serve", photo] + list(options), env=env,
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=terminal_ctrl_c)
     line = proc.stdout.readline()
     if "http://" not in line:
         end(proc)
