@@ -64,10 +64,10 @@ def main(argv=None):
     interrupts.install()
     try:
         return _run(argv)
-    except BaseException:
-        if not interrupts.seen():
+    except BaseException as exc:
+        # Ctrl+C; while modules load it can also surface as another error (numpy reports a failed import)
+        if not (isinstance(exc, KeyboardInterrupt) or interrupts.seen()):
             raise
-        # Ctrl+C while modules load can surface as another error (numpy reports a failed import)
         print("tinct: interrupted", file=sys.stderr)
         return 130
 
@@ -86,15 +86,13 @@ def _run(argv):
             raise
         print("tinct: error: %s" % exc, file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("tinct: interrupted", file=sys.stderr)
-        return 130
     except Exception as exc:
         if debug or interrupts.seen():
             raise
         print("tinct: internal error: %s: %s (run with --debug for details)" % (type(exc).__name__, exc),
               file=sys.stderr)
         return 1
+
 
 if __name__ == "__main__":
     sys.exit(main())
