@@ -27,13 +27,17 @@ DEFAULT_HINTS = (0, 1, 2, 5, 10, 20, 50, 100)
 METHODS = ("tinct", "gray", "levin")
 
 
-def center_crop(rgb, side=CROP):
-    """Scale the short side to `side` (Lanczos) and take the central square."""
-    im = Image.fromarray(rgb)
+def scale_short_side(im, side):
+    """A PIL image with its short side scaled to `side` (Lanczos)."""
     w, h = im.size
     s = side / float(min(w, h))
-    nw, nh = max(side, int(round(w * s))), max(side, int(round(h * s)))
-    im = im.resize((nw, nh), Image.LANCZOS)
+    return im.resize((max(side, int(round(w * s))), max(side, int(round(h * s)))), Image.LANCZOS)
+
+
+def center_crop(rgb, side=CROP):
+    """Scale the short side to `side` (Lanczos) and take the central square."""
+    im = scale_short_side(Image.fromarray(rgb), side)
+    nw, nh = im.size
     x, y = (nw - side) // 2, (nh - side) // 2
     return np.asarray(im.crop((x, y, x + side, y + side)))
 

@@ -28,7 +28,7 @@ import tempfile
 import numpy as np
 from PIL import Image
 
-from engine.evaluate import center_crop
+from engine.evaluate import center_crop, scale_short_side
 
 # (Debian package, file under usr/share/, or a Plasma wallpaper's folder whose largest image is taken)
 PHOTOS = (
@@ -59,8 +59,7 @@ def _sized(im, side):
     """288: the whole frame, short side 288; 500: a 500 x 500 center crop at short side 500 (eval's crop)."""
     if side != 288:
         return Image.fromarray(center_crop(np.asarray(im), side))
-    s = side / float(min(im.size))
-    return im.resize((max(side, round(im.width * s)), max(side, round(im.height * s))), Image.LANCZOS)
+    return scale_short_side(im, side)
 
 
 def fetch(out_dir):
